@@ -1,0 +1,1 @@
+"""Built-in dataset plugins (installed as ``proxmf_bench.datasets``), one module per family."""

@@ -1,0 +1,210 @@
+"""The ``proxmf-bench`` command line.
+
+Errors in the input print one line (``proxmf-bench: error: ...``) and exit with status 2;
+``--debug`` shows the traceback instead. Ctrl-C during ``run`` keeps finished cells, writes
+the run directory and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from proxmf_bench.errors import UserError
+
+PROG = "proxmf-bench"
+
+RUN_EPILOG = """\
+selection syntax:
+  name                      a solver or dataset with its default variants
+  name[key=value,...]       with parameters set, e.g. "mu[eps=1e-10]"
+  name[key=[v1,v2]]         a list expands into one variant per value
+  all                       every registered solver (or dataset)
+  several items are comma-separated: --solvers "mu,mu[eps=1e-8]"
+
+examples:
+  proxmf-bench run --solvers all
+  proxmf-bench run --solvers mu --datasets "synthetic[m=500,n=800,rank=20]" --seeds 3
+  proxmf-bench run --solvers mu --devices cpu,cuda --dtypes float32,float64 --max-time 5
+"""
+
+
+def _common_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("plugins and diagnostics")
+    group.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                       help="load a plugin from a Python file (repeatable); "
+                            "files listed in $PROXMF_BENCH_PLUGINS are loaded too")
+    group.add_argument("--strict-plugins", action="store_true",
+                       help="stop with an error if any plugin fails to import or register")
+    group.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_parser()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Benchmark constrained (proximal) matrix factorization solvers in PyTorch.",
+        epilog="Run 'proxmf-bench COMMAND --help' for the options of each command.",
+    )
+    from proxmf_bench import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run", parents=[common], help="run solvers x datasets x devices x dtypes x seeds",
+        description="Run every selected solver on every selected dataset and record loss "
+                    "against iterations and solver time in results/<run-id>/.",
+        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--solvers", default="all", help="solver selection (default: all)")
+    run.add_argument("--datasets", default="synthetic", help="dataset selection (default: synthetic)")
+    run.add_argument("--devices", default="cpu", help="comma-separated: cpu, cuda, cuda:N (default: cpu)")
+    run.add_argument("--dtypes", default="float64", help="comma-separated: float32, float64 (default: float64)")
+    run.add_argument("--seeds", type=int, default=1, metavar="N", help="run seeds 0..N-1 (default: 1)")
+    run.add_argument("--max-iter", type=int, default=200, metavar="K", help="iterations per run (default: 200)")
+    run.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
+                     help="solver-time limit per run, overshoot at most one iteration")
+    run.add_argument("--tol", type=float, default=None,
+                     help="stop when the relative loss change of one iteration falls to TOL "
+                          "(the loss is then evaluated every iteration, outside the clock)")
+    run.add_argument("--threads", type=int, default=1, metavar="N",
+                     help="torch threads per run, recorded with the results (default: 1)")
+    run.add_argument("--out", default=None, metavar="DIR", help="run directory (default: results/<run-id>)")
+    run.set_defaults(handler=cmd_run)
+
+    lst = sub.add_parser(
+        "list", parents=[common], help="list solvers, datasets and prox operators with their parameters",
+        description="List registered solvers, datasets and prox operators with their parameters.",
+    )
+    lst.add_argument("kind", nargs="?", choices=("solvers", "datasets", "prox"), help="only this kind")
+    lst.set_defaults(handler=cmd_list)
+
+    plug = sub.add_parser(
+        "plugins", parents=[common], help="show every plugin, where it came from, and errors",
+        description="Show each plugin, its origin (builtin, entry point, file), what it "
+                    "registered, and the error of any plugin that failed to load.",
+    )
+    plug.set_defaults(handler=cmd_plugins)
+    return parser
+
+
+def _registry(args: argparse.Namespace):
+    from proxmf_bench.plugins import load_registry
+
+    registry = load_registry(args.plugin, strict=args.strict_plugins)
+    for info in registry.failed:
+        print(f"{PROG}: warning: plugin {info.name!r} ({info.origin}) failed: {info.error}", file=sys.stderr)
+    return registry
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from proxmf_bench.runner import run_benchmark
+
+    registry = _registry(args)
+    observer_factory = None
+    if sys.stderr.isatty():
+        from proxmf_bench.progress import ProgressBars
+
+        observer_factory = ProgressBars
+    output = run_benchmark(
+        solvers=args.solvers, datasets=args.datasets, devices=args.devices, dtypes=args.dtypes,
+        seeds=args.seeds, max_iter=args.max_iter, max_time=args.max_time, tol=args.tol,
+        threads=args.threads, out=args.out, registry=registry, observer_factory=observer_factory,
+        command=[PROG, *sys.argv[1:]],
+    )
+    _print_summary(output)
+    if output.interrupted:
+        print(f"{PROG}: interrupted; finished cells were kept in {output.run_dir}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _print_summary(output) -> None:
+    import pandas as pd
+
+    frame = output.frame
+    last = frame.sort_values("iteration").groupby(
+        ["dataset", "solver", "device", "dtype", "seed"], sort=False
+    ).tail(1)
+    table = last[["dataset", "solver", "device", "dtype", "seed", "iteration", "time_s", "loss", "stop_reason"]]
+    table = table.sort_values(["dataset", "device", "dtype", "seed", "loss"])
+    with pd.option_context("display.width", 160, "display.max_rows", 200, "display.max_colwidth", 40):
+        print(table.to_string(index=False))
+    cells = output.meta["cells"]
+    print(f"\n{cells['finished']}/{cells['total']} cells, {len(frame)} rows -> {output.run_dir}")
+    for error in output.errors:
+        print(f"{PROG}: warning: error in {error}", file=sys.stderr)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    sections = [
+        ("solvers", registry.solvers, "solvers"),
+        ("datasets", registry.datasets, "datasets"),
+        ("prox", registry.prox, "prox operators"),
+    ]
+    for table_name, table, title in sections:
+        if args.kind and args.kind != table_name:
+            continue
+        print(f"{title}:")
+        if not table:
+            print("  (none)")
+        for name in sorted(table):
+            spec = table[name]
+            owner = registry.owner.get((table_name, name), "?")
+            print(f"  {name}  - {spec.summary or 'no description'}  [plugin {owner}]")
+            grid = getattr(spec, "grid", {})
+            if grid:
+                print(f"      default grid: {dict(grid)}")
+            for param in spec.params:
+                print(textwrap.fill(param.describe(), width=100, initial_indent="      ", subsequent_indent="        "))
+        print()
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    for info in registry.plugins:
+        status = "ok" if info.ok else "FAILED"
+        print(f"{info.name}  [{status}]  {info.origin}")
+        for kind in ("solvers", "datasets", "prox"):
+            names = getattr(info, kind)
+            if names:
+                print(f"    {kind}: {', '.join(names)}")
+        if info.error:
+            print(f"    error: {info.error}")
+    n_bad = len(registry.failed)
+    print(f"\n{len(registry.plugins)} plugins, {n_bad} failed")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("PROXMF_BENCH_DEBUG") == "1"
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""The benchmark harness: runs solvers x datasets x devices x dtypes x seeds.
+
+The harness owns the clock. Solver time is the sum of the durations of ``init`` and of each
+``step``; on CUDA the device is synchronised before the clock is read. Loss and metrics are
+evaluated between steps, outside the timed region, at the iterations of a geometric
+:class:`~proxmf_bench.schedule.RecordSchedule` (always the first and the last).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from proxmf_bench.errors import UserError
+from proxmf_bench.metrics import ground_truth_metrics
+from proxmf_bench.plugins import Registry
+from proxmf_bench.problem import Problem, initial_factors
+from proxmf_bench.schedule import RecordSchedule
+from proxmf_bench.selection import Variant
+
+STOP_REASONS = ("max_iter", "max_time", "tol", "diverged", "error", "interrupted")
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When a cell stops. ``max_time`` is solver seconds; ``tol`` is on relative loss change."""
+
+    max_iter: int = 200
+    max_time: float | None = None
+    tol: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_iter < 0:
+            raise UserError(f"--max-iter must be >= 0, got {self.max_iter}")
+        if self.max_time is not None and not self.max_time > 0:
+            raise UserError(f"--max-time must be > 0 seconds, got {self.max_time}")
+        if self.tol is not None and not self.tol >= 0:
+            raise UserError(f"--tol must be >= 0, got {self.tol}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (solver, dataset, device, dtype, seed) combination."""
+
+    solver: Variant
+    dataset: Variant
+    device: str
+    dtype: str
+    seed: int
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "solver": self.solver.label,
+            "solver_name": self.solver.name,
+            "solver_params": self.solver.params_json(),
+            "dataset": self.dataset.label,
+            "dataset_name": self.dataset.name,
+            "dataset_params": self.dataset.params_json(),
+            "device": self.device,
+            "dtype": self.dtype,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    records: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str = "max_iter"
+    error: str = ""
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        base = self.cell.key()
+        for rec in self.records:
+            yield {**base, **rec, "stop_reason": self.stop_reason, "error": self.error}
+
+
+class CellObserver:
+    """Hooks the harness calls so a progress display can follow along (all optional)."""
+
+    def cell_started(self, cell: Cell, index: int, total: int) -> None: ...
+
+    def recorded(self, cell: Cell, iteration: int, time_s: float, loss: float) -> None: ...
+
+    def cell_finished(self, result: CellResult) -> None: ...
+
+
+def parse_devices(text: str) -> list[str]:
+    """``"cpu,cuda"`` -> ``["cpu", "cuda:0"]``; CUDA asked for but absent is a ``UserError``."""
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            raise UserError(f"empty device in {text!r}")
+        try:
+            dev = torch.device(item)
+        except (RuntimeError, ValueError):
+            raise UserError(f"unknown device {item!r} (use cpu, cuda or cuda:N)") from None
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise UserError(f"device {item!r} requested but CUDA is not available on this machine")
+            index = 0 if dev.index is None else dev.index
+            if index >= torch.cuda.device_count():
+                raise UserError(f"device {item!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            dev = torch.device("cuda", index)
+        elif dev.type != "cpu":
+            raise UserError(f"unsupported device {item!r} (use cpu, cuda or cuda:N)")
+        name = str(dev)
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def parse_dtypes(text: str) -> list[str]:
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if item not in DTYPES:
+            raise UserError(f"unknown dtype {item!r} (use {', '.join(DTYPES)})")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _synchronizer(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def run_cell(
+    spec_factory: Callable[..., Any],
+    cell: Cell,
+    problem: Problem,
+    W0: torch.Tensor,
+    H0: torch.Tensor,
+    limits: Limits,
+    schedule: RecordSchedule,
+    observer: CellObserver | None = None,
+) -> CellResult:
+    """Run one solver on one problem from ``(W0, H0)`` until a stopping rule fires."""
+    result = CellResult(cell)
+    sync = _synchronizer(problem.device)
+    clock = time.perf_counter
+    elapsed = 0.0
+    k = 0
+    last_recorded = -1
+
+    def record(iteration: int, W: torch.Tensor, H: torch.Tensor, loss: float) -> None:
+        nonlocal last_recorded
+        rec = {"iteration": iteration, "time_s": elapsed, "loss": loss}
+        rec.update(ground_truth_metrics(problem, W, H))
+        result.records.append(rec)
+        last_recorded = iteration
+        if observer is not None:
+            observer.recorded(cell, iteration, elapsed, loss)
+
+    try:
+        torch.manual_seed(cell.seed)
+        solver = spec_factory(**cell.solver.params)
+        sync()
+        start = clock()
+        solver.init(problem, W0, H0)
+        sync()
+        elapsed = clock() - start
+        W, H = solver.factors()
+        loss = problem.loss(W, H)
+        record(0, W, H, loss)
+        next_record = schedule.next_after(0)
+        while True:
+            if k >= limits.max_iter:
+                result.stop_reason = "max_iter"
+                break
+            if limits.max_time is not None and elapsed >= limits.max_time:
+                result.stop_reason = "max_time"
+                break
+            start = clock()
+            solver.step()
+            sync()
+            elapsed += clock() - start
+            k += 1
+            if limits.tol is None and k != next_record:
+                continue
+            previous = loss
+            W, H = solver.factors()
+            loss = problem.loss(W, H)
+            if not math.isfinite(loss):
+                result.stop_reason = "diverged"
+                record(k, W, H, loss)
+                break
+            if limits.tol is not None and abs(previous - loss) <= limits.tol * max(abs(previous), 1e-300):
+                result.stop_reason = "tol"
+                record(k, W, H, loss)
+                break
+            if k == next_record:
+                record(k, W, H, loss)
+                next_record = schedule.next_after(k)
+        if last_recorded != k:
+            W, H = solver.factors()
+            record(k, W, H, problem.loss(W, H))
+    except KeyboardInterrupt:
+        result.stop_reason = "interrupted"
+        result.error = "interrupted by the user"
+        _ensure_row(result, k, elapsed)
+        if observer is not None:
+            observer.cell_finished(result)
+        raise _Interrupted(result) from None
+    except Exception as exc:  # a solver may fail in any way; the grid goes on
+        result.stop_reason = "error"
+        result.error = _describe(exc)
+        _ensure_row(result, k, elapsed)
+    if observer is not None:
+        observer.cell_finished(result)
+    return result
+
+
+class _Interrupted(Exception):
+    """Carries the partial result of the cell that was running at Ctrl-C."""
+
+    def __init__(self, result: CellResult) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
+
+def _ensure_row(result: CellResult, k: int, elapsed: float) -> None:
+    """An errored or interrupted cell still leaves one row so it shows in the results."""
+    if not result.records or result.records[-1]["iteration"] != k:
+        result.records.append({"iteration": k, "time_s": elapsed, "loss": math.nan})
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+@dataclass
+class GridRun:
+    """Outcome of :func:`run_grid`: finished cell results and whether Ctrl-C stopped it."""
+
+    results: list[CellResult]
+    interrupted: bool = False
+
+
+def build_cells(
+    solvers: list[Variant], datasets: list[Variant], devices: list[str], dtypes: list[str], seeds: list[int]
+) -> list[Cell]:
+    """Cells in execution order: each problem is loaded once for all its solvers."""
+    return [
+        Cell(s, d, dev, dt, seed)
+        for d in datasets
+        for seed in seeds
+        for dev in devices
+        for dt in dtypes
+        for s in solvers
+    ]
+
+
+def preflight(registry: Registry, datasets: list[Variant], seed: int) -> None:
+    """Load every dataset once on the CPU so bad data fails before any solver runs."""
+    for variant in datasets:
+        spec = registry.get_dataset(variant.name)
+        spec.load(variant.params, seed, torch.device("cpu"), torch.float64)
+
+
+def run_grid(
+    registry: Registry,
+    cells: list[Cell],
+    limits: Limits,
+    schedule: RecordSchedule | None = None,
+    observer: CellObserver | None = None,
+) -> GridRun:
+    """Run ``cells`` in order; Ctrl-C stops the grid and keeps what finished."""
+    schedule = schedule or RecordSchedule()
+    results: list[CellResult] = []
+    problem_key = None
+    problem = W0 = H0 = None
+    load_error = ""
+    for index, cell in enumerate(cells):
+        if observer is not None:
+            observer.cell_started(cell, index, len(cells))
+        key = (cell.dataset, cell.seed, cell.device, cell.dtype)
+        try:
+            if key != problem_key:
+                problem_key, problem, load_error = key, None, ""
+                try:
+                    spec = registry.get_dataset(cell.dataset.name)
+                    problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
+                    W0, H0 = initial_factors(problem, cell.seed, key=cell.dataset.name + cell.dataset.params_json())
+                except Exception as exc:  # recorded per cell; the rest of the grid goes on
+                    load_error = f"loading dataset failed: {_describe(exc)}"
+            if problem is None:
+                result = CellResult(cell, stop_reason="error", error=load_error)
+                _ensure_row(result, 0, 0.0)
+                if observer is not None:
+                    observer.cell_finished(result)
+            else:
+                factory = registry.get_solver(cell.solver.name).factory
+                result = run_cell(factory, cell, problem, W0.clone(), H0.clone(), limits, schedule, observer)
+        except _Interrupted as stop:
+            results.append(stop.result)
+            return GridRun(results, interrupted=True)
+        except KeyboardInterrupt:
+            return GridRun(results, interrupted=True)
+        results.append(result)
+    return GridRun(results)

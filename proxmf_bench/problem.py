@@ -1,0 +1,159 @@
+r"""The factorization problem: data, rank, optional ground truth, cached quantities.
+
+The objective is
+
+.. math:: f(W, H) = \tfrac12 \|Y - W H\|_F^2, \qquad Y \in \mathbb{R}^{m\times n},\;
+          W \in \mathbb{R}^{m\times r},\; H \in \mathbb{R}^{r\times n},
+
+evaluated from Gram matrices without forming the :math:`m \times n` product:
+
+.. math:: 2 f(W, H) = \|Y\|_F^2 - 2\langle W^\top Y, H\rangle + \langle W^\top W, H H^\top\rangle .
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from proxmf_bench.errors import DataError
+
+
+@dataclass(eq=False)
+class Problem:
+    """A matrix factorization instance ``Y ~ W H`` of rank ``rank``.
+
+    Parameters
+    ----------
+    Y : torch.Tensor
+        Data, ``m x n``.
+    rank : int
+        Number of components ``r``; must satisfy ``1 <= r <= min(m, n)``.
+    W_true, H_true : torch.Tensor, optional
+        Ground-truth factors (``m x r`` and ``r x n``) when known.
+    nonneg : bool
+        Whether the problem is an NMF (data must then be nonnegative).
+    fixed_W : bool
+        NNLS mode: ``W`` is known (``W_true``) and solvers update ``H`` only.
+    name : str
+        Dataset name; ``metadata`` holds anything else worth recording.
+    """
+
+    Y: torch.Tensor
+    rank: int
+    W_true: torch.Tensor | None = None
+    H_true: torch.Tensor | None = None
+    nonneg: bool = True
+    fixed_W: bool = False
+    name: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.Y.shape[0]), int(self.Y.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.Y.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.Y.dtype
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.W_true is not None and self.H_true is not None
+
+    def validate(self) -> None:
+        """Raise :class:`DataError` with a one-line reason if the problem is not solvable."""
+        where = f"dataset {self.name!r}: " if self.name else ""
+        Y = self.Y
+        if not isinstance(Y, torch.Tensor):
+            raise DataError(f"{where}data must be a torch.Tensor, got {type(Y).__name__}")
+        if Y.ndim != 2:
+            raise DataError(f"{where}data must be a 2-D matrix, got shape {tuple(Y.shape)}")
+        if not Y.is_floating_point():
+            raise DataError(f"{where}data must be floating point, got {Y.dtype}")
+        m, n = self.shape
+        if m == 0 or n == 0:
+            raise DataError(f"{where}data is empty (shape {m} x {n})")
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise DataError(f"{where}rank must be a positive integer, got {self.rank!r}")
+        if self.rank > min(m, n):
+            raise DataError(f"{where}rank {self.rank} is larger than min(m, n) = {min(m, n)} for data of shape {m} x {n}")
+        finite = torch.isfinite(Y)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise DataError(f"{where}data contains {bad} NaN or infinite entries")
+        if self.nonneg and bool((Y < 0).any()):
+            raise DataError(
+                f"{where}data has {int((Y < 0).sum())} negative entries (min {float(Y.min()):.3g}); "
+                "NMF needs nonnegative data"
+            )
+        for label, X, want in (("W_true", self.W_true, (m, self.rank)), ("H_true", self.H_true, (self.rank, n))):
+            if X is not None and tuple(X.shape) != want:
+                raise DataError(f"{where}{label} has shape {tuple(X.shape)}, expected {want}")
+        if self.fixed_W and self.W_true is None:
+            raise DataError(f"{where}fixed_W needs W_true")
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> Problem:
+        """A copy on ``device`` in ``dtype`` (ground truth moved too)."""
+
+        def move(X: torch.Tensor | None) -> torch.Tensor | None:
+            return None if X is None else X.to(device=device, dtype=dtype)
+
+        return Problem(
+            Y=move(self.Y), rank=self.rank, W_true=move(self.W_true), H_true=move(self.H_true),
+            nonneg=self.nonneg, fixed_W=self.fixed_W, name=self.name, metadata=dict(self.metadata),
+        )
+
+    @cached_property
+    def Y_norm2(self) -> float:
+        """``||Y||_F^2``, accumulated in float64."""
+        return float(torch.linalg.vector_norm(self.Y, dtype=torch.float64) ** 2)
+
+    def loss(self, W: torch.Tensor, H: torch.Tensor) -> float:
+        r"""``1/2 ||Y - W H||_F^2`` from Grams, as a Python float (clamped at 0).
+
+        Costs one ``r x m`` by ``m x n`` product plus ``O((m + n) r^2)``; the scalar
+        reductions are done in float64 so float32 runs keep their precision.
+        """
+        WtY = (W.T @ self.Y).double()
+        WtW = (W.T @ W).double()
+        HHt = (H @ H.T).double()
+        cross = torch.sum(WtY * H.double())
+        quad = torch.sum(WtW * HHt)
+        value = 0.5 * (self.Y_norm2 - 2.0 * float(cross) + float(quad))
+        return max(value, 0.0) if value == value else float("nan")
+
+
+def initial_factors(
+    problem: Problem, seed: int, key: str = ""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded random initial factors shared by every solver of one (dataset, seed).
+
+    Drawn on the CPU in float64 from a generator seeded by ``(key, seed)``, then moved to the
+    problem's device and dtype, so CPU and GPU runs start from the same point. Entries are
+    ``|N(0, 1)|`` scaled by ``sqrt(mean(Y) / r)`` (as scikit-learn's random init), so that
+    ``W0 H0`` has the magnitude of ``Y``. In fixed-W mode ``W0`` is ``W_true``.
+    """
+    m, n = problem.shape
+    r = problem.rank
+    digest = hashlib.sha256(f"{key}|{seed}".encode()).digest()
+    gen = torch.Generator(device="cpu").manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    mean = float(problem.Y.double().abs().mean())
+    scale = (max(mean, 1e-12) / r) ** 0.5
+    W0 = torch.randn(m, r, generator=gen, dtype=torch.float64).abs_().mul_(scale)
+    H0 = torch.randn(r, n, generator=gen, dtype=torch.float64).abs_().mul_(scale)
+    W0 = W0.to(device=problem.device, dtype=problem.dtype)
+    H0 = H0.to(device=problem.device, dtype=problem.dtype)
+    if problem.fixed_W:
+        W0 = problem.W_true.clone()
+    return W0, H0

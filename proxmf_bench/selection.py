@@ -1,0 +1,149 @@
+"""Parsing of selection strings such as ``"mu,pgm[prox_H=l1,lam_H=[0.1,1]]"``.
+
+Grammar (whitespace around tokens is ignored)::
+
+    selection := item ("," item)*          item := "all" | name | name "[" pairs "]"
+    pairs     := key "=" value ("," key "=" value)*
+    value     := text | "[" text ("," text)* "]"      # a list expands into variants
+
+A list value, given on the command line or in a spec's default ``grid``, expands into the
+Cartesian product of variants.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxmf_bench.errors import UserError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One concrete selection: a spec name, the fully resolved parameters, and a label.
+
+    ``label`` names the variant as a user would type it: the name alone, or the name with
+    the parameters that were set explicitly or expanded from a grid.
+    """
+
+    name: str
+    params: Mapping[str, Any]
+    label: str
+
+    def params_json(self) -> str:
+        return json.dumps(self.params, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    name = getattr(value, "name", None)
+    return name if name is not None else str(value)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside brackets; unbalanced brackets are a ``UserError``."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise UserError(f"unbalanced ']' in selection {text!r}")
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth != 0:
+        raise UserError(f"unbalanced '[' in selection {text!r}")
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def parse_item(item: str) -> tuple[str, dict[str, Any]]:
+    """``"pgm[lam=[0.1,1],prox=l1]"`` -> ``("pgm", {"lam": ["0.1", "1"], "prox": "l1"})``."""
+    if "[" in item:
+        if not item.endswith("]"):
+            raise UserError(f"malformed selection {item!r}: expected name[key=value,...]")
+        name, body = item[: item.index("[")].strip(), item[item.index("[") + 1 : -1]
+    else:
+        name, body = item.strip(), ""
+    if not _NAME.match(name):
+        raise UserError(f"malformed selection {item!r}: {name!r} is not a valid name")
+    params: dict[str, Any] = {}
+    for pair in split_top_level(body) if body.strip() else []:
+        key, eq, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not _NAME.match(key) or not value:
+            raise UserError(f"malformed parameter {pair!r} in {item!r}: expected key=value")
+        if key in params:
+            raise UserError(f"parameter {key!r} given twice in {item!r}")
+        if value.startswith("["):
+            if not value.endswith("]"):
+                raise UserError(f"malformed list {value!r} in {item!r}")
+            values = [v for v in split_top_level(value[1:-1]) if v]
+            if not values:
+                raise UserError(f"empty list for {key!r} in {item!r}")
+            params[key] = values
+        else:
+            params[key] = value
+    return name, params
+
+
+def expand_grid(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Cartesian product over list-valued entries; scalars are kept in every variant."""
+    keys = list(params)
+    choices = [v if isinstance(v, (list, tuple)) else [v] for v in params.values()]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*choices)]
+
+
+def format_label(name: str, shown: Mapping[str, Any]) -> str:
+    """``name`` or ``name[k=v,...]``; spec-valued parameters (a prox operator) show their name."""
+    if not shown:
+        return name
+    inner = ",".join(f"{k}={_json_default(v) if not isinstance(v, (str, int, float)) else v}" for k, v in shown.items())
+    return f"{name}[{inner}]"
+
+
+def select(text: str, table: Mapping[str, Any], registry: Any, noun: str) -> list[Variant]:
+    """Resolve a selection string against ``table`` (name -> spec) into variants.
+
+    ``all`` selects every spec with its default grid; a bare name uses that spec's grid;
+    explicit parameters override the grid for the keys they name.
+    """
+    from proxmf_bench.plugins import _lookup
+
+    if not text or not text.strip():
+        raise UserError(f"empty {noun} selection")
+    variants: list[Variant] = []
+    for item in split_top_level(text):
+        if not item:
+            raise UserError(f"empty item in {noun} selection {text!r}")
+        name, given = parse_item(item)
+        specs = list(table.values()) if name == "all" and not given else [_lookup(table, name, noun)]
+        for spec in specs:
+            merged = {**dict(spec.grid), **given}
+            grid_keys = [k for k, v in spec.grid.items() if isinstance(v, (list, tuple)) and k not in given]
+            for combo in expand_grid(merged):
+                resolved = spec.resolve(combo, registry)
+                shown = {k: resolved[k] for k in combo if k in given or k in grid_keys}
+                variants.append(Variant(spec.name, resolved, format_label(spec.name, shown)))
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for v in variants:
+        key = (v.name, v.params_json())
+        if key not in seen:
+            seen.add(key)
+            unique.append(v)
+    return unique

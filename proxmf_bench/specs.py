@@ -1,0 +1,183 @@
+"""Frozen dataclass specs that plugins register: solvers, datasets and prox operators.
+
+A spec is pure description: a name, declared parameters, and a callable that does the work.
+Plugins hand specs to the ``register`` callable their hook receives (see ``hookspecs``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from proxmf_bench.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from proxmf_bench.plugins import Registry
+    from proxmf_bench.problem import Problem
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter of a solver, dataset or prox operator.
+
+    ``type`` is one of ``int``, ``float``, ``str``, ``bool``. ``low``/``high`` bound numbers
+    (inclusive), ``choices`` restricts strings. Values given on the command line arrive as
+    strings and are coerced with :meth:`coerce`.
+    """
+
+    name: str
+    default: Any
+    type: type = float
+    help: str = ""
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def coerce(self, value: Any, owner: str = "") -> Any:
+        """Return ``value`` converted to this parameter's type, or raise ``UserError``."""
+        where = f"{owner}: " if owner else ""
+        try:
+            out = self._convert(value)
+        except (TypeError, ValueError):
+            raise UserError(
+                f"{where}parameter {self.name}={value!r} is not a valid {self.type.__name__}"
+            ) from None
+        if isinstance(out, float) and math.isnan(out):
+            raise UserError(f"{where}parameter {self.name} must not be NaN")
+        if self.low is not None and out < self.low:
+            raise UserError(f"{where}parameter {self.name}={out} is below its minimum {self.low}")
+        if self.high is not None and out > self.high:
+            raise UserError(f"{where}parameter {self.name}={out} is above its maximum {self.high}")
+        if self.choices is not None and out not in self.choices:
+            raise UserError(
+                f"{where}parameter {self.name}={out!r} is not one of {', '.join(self.choices)}"
+            )
+        return out
+
+    def _convert(self, value: Any) -> Any:
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(value)
+        if self.type is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if self.type is float:
+            return float(value)
+        return str(value)
+
+    def describe(self) -> str:
+        """Short human description: ``name=default (type, range)``."""
+        bits = [self.type.__name__]
+        if self.low is not None or self.high is not None:
+            lo = "-inf" if self.low is None else f"{self.low:g}"
+            hi = "inf" if self.high is None else f"{self.high:g}"
+            bits.append(f"[{lo}, {hi}]")
+        if self.choices:
+            bits.append("|".join(self.choices))
+        text = f"{self.name}={self.default!r} ({', '.join(bits)})"
+        return f"{text}: {self.help}" if self.help else text
+
+
+def coerce_params(
+    declared: tuple[Param, ...], given: Mapping[str, Any], owner: str
+) -> dict[str, Any]:
+    """Defaults overlaid with ``given``, each value coerced; unknown names are an error."""
+    from proxmf_bench.selection import did_you_mean
+
+    by_name = {p.name: p for p in declared}
+    unknown = [k for k in given if k not in by_name]
+    if unknown:
+        known = ", ".join(by_name) or "none"
+        raise UserError(
+            f"{owner}: unknown parameter {unknown[0]!r}{did_you_mean(unknown[0], by_name)}"
+            f" (parameters: {known})"
+        )
+    out = {p.name: p.default for p in declared}
+    for key, value in given.items():
+        out[key] = by_name[key].coerce(value, owner)
+    return out
+
+
+class Solver(Protocol):
+    """What a solver factory returns. The harness owns the clock; ``step`` only computes."""
+
+    def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None: ...
+
+    def step(self) -> None: ...
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+ParamResolver = Callable[[Mapping[str, Any], "Registry"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """A named solver family.
+
+    ``factory(**params)`` builds a fresh solver. ``grid`` maps parameter names to the values
+    that ``all`` (and a bare ``name``) expands into; a list value gives one variant per entry.
+    ``resolve_params(given, registry)``, when set, replaces the default coercion of
+    ``params`` (PGM uses it to accept the parameters of whichever prox operator is chosen).
+    """
+
+    name: str
+    factory: Callable[..., Solver]
+    params: tuple[Param, ...] = ()
+    grid: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    resolve_params: ParamResolver | None = None
+
+    def resolve(self, given: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
+        if self.resolve_params is not None:
+            return self.resolve_params(given, registry)
+        return coerce_params(self.params, given, f"solver {self.name}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A named dataset family. ``load(params, seed, device, dtype)`` returns a ``Problem``."""
+
+    name: str
+    load: Callable[[Mapping[str, Any], int, "torch.device", "torch.dtype"], Problem]
+    params: tuple[Param, ...] = ()
+    grid: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+    ground_truth: bool = False
+
+    def resolve(self, given: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
+        return coerce_params(self.params, given, f"dataset {self.name}")
+
+
+@dataclass(frozen=True)
+class ProxSpec:
+    """A named proximal operator ``fn(X, step, **params) -> X`` acting on a torch tensor.
+
+    It returns ``argmin_Z 1/2 ||Z - X||^2 + step * g(Z)``; projections ignore ``step``.
+    Column-wise operators treat each column of a matrix as one vector.
+    """
+
+    name: str
+    fn: Callable[..., "torch.Tensor"]
+    params: tuple[Param, ...] = ()
+    summary: str = ""
+
+    def __call__(self, X: torch.Tensor, step: float, **params: Any) -> torch.Tensor:
+        return self.fn(X, step, **params)
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        return coerce_params(self.params, given, f"prox {self.name}")
