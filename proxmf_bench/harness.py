@@ -145,6 +145,10 @@ def run_cell(
     observer: CellObserver | None = None,
 ) -> CellResult:
     """Run one solver on one problem from ``(W0, H0)`` until a stopping rule fires."""
+    if getattr(spec_factory, "black_box", False) is True:
+        from proxmf_bench.blackbox import run_black_box_cell  # sampled by budgets, not stepped
+
+        return run_black_box_cell(spec_factory, cell, problem, W0, H0, limits, schedule, observer)
     result = CellResult(cell)
     sync = _synchronizer(problem.device)
     clock = time.perf_counter
