@@ -12,6 +12,8 @@ each iteration ``k`` of the record schedule it calls ``solve`` afresh with budge
 same initial factors as every other solver, and times each call on its own. The row for ``k``
 holds the duration of that call as ``time_s``: the time the solver needs to reach iteration
 ``k`` from scratch, which is what the cumulative solver time of a stepped solver means too.
+One untimed call with budget 1 comes first, as a warm-up: libraries set things up lazily on
+their first call (torchnmf's first backward pass starts autograd's threads, about 0.7 s).
 
 Sampling a run of ``K`` iterations this way costs the sum of the budgets in wall time, about
 ``K / (1 - 1/rho)`` iterations for a schedule of ratio ``rho`` (about ``9 K`` with the default
@@ -96,6 +98,7 @@ def run_black_box_cell(
     try:
         torch.manual_seed(cell.seed)
         solver = factory(**cell.solver.params)
+        solver.solve(problem, W0.clone(), H0.clone(), 1)  # warm-up, untimed (lazy set-up, autograd)
         loss = problem.loss(W0, H0)
         record(W0, H0, loss)
         while budget < limits.max_iter:

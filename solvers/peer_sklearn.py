@@ -28,18 +28,20 @@ class SklearnNMF(BlackBoxSolver):
     algorithm = "mu"
 
     def __init__(self) -> None:
-        limit_blas_threads()
-
-    def solve(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor, n_iter: int):
+        # imported here, outside the timed calls, and only when the solver is selected
         from sklearn.decomposition import non_negative_factorization
         from sklearn.exceptions import ConvergenceWarning
 
+        self._fit, self._warning = non_negative_factorization, ConvergenceWarning
+        limit_blas_threads()
+
+    def solve(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor, n_iter: int):
         check_nmf(problem, f"sklearn_{self.algorithm}")
         if problem.fixed_W:
             raise ValueError("scikit-learn cannot start a fixed-W (NNLS) fit from given factors")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)  # stopping at max_iter is the point
-            W, H, _ = non_negative_factorization(
+            warnings.simplefilter("ignore", self._warning)  # stopping at max_iter is the point
+            W, H, _ = self._fit(
                 as_numpy(problem.Y), W=as_numpy(W0), H=as_numpy(H0), n_components=problem.rank,
                 init="custom", solver=self.algorithm, beta_loss="frobenius", tol=0.0,
                 max_iter=n_iter, alpha_W=0.0, alpha_H=0.0,

@@ -30,22 +30,25 @@ class TensorlyNMF(BlackBoxSolver):
     algorithm = "mu"
 
     def __init__(self, backend: str = "numpy") -> None:
+        # imported here, outside the timed calls, and only when the solver is selected
+        import tensorly
+        from tensorly.cp_tensor import CPTensor
+        from tensorly.decomposition import non_negative_parafac, non_negative_parafac_hals
+
+        self.tl, self.CPTensor = tensorly, CPTensor
+        self._fit = non_negative_parafac if self.algorithm == "mu" else non_negative_parafac_hals
         self.backend = backend
         if backend == "numpy":
             limit_blas_threads()
 
     def solve(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor, n_iter: int):
-        import tensorly as tl
-        from tensorly.cp_tensor import CPTensor
-        from tensorly.decomposition import non_negative_parafac, non_negative_parafac_hals
-
         check_nmf(problem, f"tensorly_{self.algorithm}")
+        tl = self.tl
         convert = as_numpy if self.backend == "numpy" else (lambda X: X)
         Y, A, B = convert(problem.Y), convert(W0), convert(H0.T.contiguous())
-        fit = non_negative_parafac if self.algorithm == "mu" else non_negative_parafac_hals
         with tl.backend_context(self.backend):
-            init = CPTensor((tl.ones(problem.rank, **tl.context(Y)), [A, B]))
-            weights, (A, B) = fit(Y, rank=problem.rank, n_iter_max=n_iter, init=init, tol=0,
+            init = self.CPTensor((tl.ones(problem.rank, **tl.context(Y)), [A, B]))
+            weights, (A, B) = self._fit(Y, rank=problem.rank, n_iter_max=n_iter, init=init, tol=0,
                                   fixed_modes=[0] if problem.fixed_W else None)
         weights, A, B = (torch.as_tensor(X) for X in (weights, A, B))
         return A * weights, B.T
