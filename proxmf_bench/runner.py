@@ -50,6 +50,14 @@ class RunOutput:
     errors: list[str] = field(default_factory=list)
 
 
+def _prepare_output_dir(run_dir: Path) -> None:
+    """Create the run directory before any solver runs, so an unusable ``--out`` fails early."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {run_dir}: {exc.strerror or exc}") from None
+
+
 def new_run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
@@ -93,12 +101,13 @@ def run_benchmark(
     seed_list = list(range(seeds))
     run_id = new_run_id()
     run_dir = Path(out) if out is not None else DEFAULT_OUT / run_id
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UserError(f"output directory {run_dir} exists and is not empty")
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     preflight(registry, dataset_variants, seed_list[0])
+    _prepare_output_dir(run_dir)
 
     cells = build_cells(solver_variants, dataset_variants, device_list, dtype_list, seed_list)
     observer: CellObserver | None = observer_factory(len(cells), max_iter) if observer_factory else None
