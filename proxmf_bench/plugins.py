@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "proxmf_bench.solvers.mu",
     "proxmf_bench.datasets.synthetic",
     "proxmf_bench.datasets.hsi",
+    "proxmf_bench.datasets.digits",
 )
 
 # hook name -> (spec class, registry attribute, singular noun for messages)
