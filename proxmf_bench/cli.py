@@ -97,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser(
         "data", parents=[common], help="list dataset files and their state; fetch them",
-        description="'data' (or 'data list') shows, for every dataset, the files it reads, where "
-                    "they are expected and whether they are present with the right checksum. "
-                    "'data fetch NAME...' downloads the files of the named datasets (or 'all') "
+        description="'data' (or 'data list') shows, for every dataset, the files it reads, where\n"
+                    "they are expected and whether they are present with the right checksum.\n"
+                    "'data fetch NAME...' downloads the files of the named datasets (or 'all')\n"
                     "from their public addresses, verifies their sha256 and puts them in place.",
         epilog=DATA_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
