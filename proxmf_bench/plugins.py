@@ -32,6 +32,8 @@ BUILTIN_PLUGINS = (
     "proxmf_bench.prox",
     "proxmf_bench.solvers.mu",
     "proxmf_bench.datasets.synthetic",
+    "proxmf_bench.datasets.hsi",
+    "proxmf_bench.datasets.digits",
 )
 
 # hook name -> (spec class, registry attribute, singular noun for messages)
