@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1, metavar="N",
                      help="torch threads per run, recorded with the results (default: 1)")
     run.add_argument("--out", default=None, metavar="DIR", help="run directory (default: results/<run-id>)")
+    run.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="where datasets read their files (default: $PROXMF_BENCH_DATA, "
+                          "else a per-user cache directory; see 'proxmf-bench data')")
     run.set_defaults(handler=cmd_run)
 
     lst = sub.add_parser(
@@ -91,7 +94,38 @@ def build_parser() -> argparse.ArgumentParser:
                     "registered, and the error of any plugin that failed to load.",
     )
     plug.set_defaults(handler=cmd_plugins)
+
+    data = sub.add_parser(
+        "data", parents=[common], help="list dataset files and their state; fetch them",
+        description="'data' (or 'data list') shows, for every dataset, the files it reads, where\n"
+                    "they are expected and whether they are present with the right checksum.\n"
+                    "'data fetch NAME...' downloads the files of the named datasets (or 'all')\n"
+                    "from their public addresses, verifies their sha256 and puts them in place.",
+        epilog=DATA_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data.add_argument("action", nargs="?", choices=("list", "fetch"), default="list",
+                      help="list (default) or fetch")
+    data.add_argument("names", nargs="*", metavar="NAME", help="datasets to show or fetch (default: all)")
+    data.add_argument("--data-dir", default=None, metavar="DIR",
+                      help="data directory (default: $PROXMF_BENCH_DATA, else a per-user cache directory)")
+    data.add_argument("--mirror", default=None, metavar="URL",
+                      help="fetch from URL/<path> (same layout as the data directory) instead of "
+                           "each file's registered address")
+    data.set_defaults(handler=cmd_data)
     return parser
+
+
+DATA_EPILOG = """\
+data directory, first match wins: --data-dir, $PROXMF_BENCH_DATA, a per-user cache
+directory (~/.cache/proxmf-bench on Linux). Files sit under it as <folder>/<file>, e.g.
+samson/Samson.mat and jasper_ridge/Jasper.mat.
+
+examples:
+  proxmf-bench data
+  proxmf-bench data fetch samson jasper
+  proxmf-bench data fetch all --data-dir ~/hsi
+  PROXMF_BENCH_DATA=~/hsi proxmf-bench run --solvers mu --datasets samson,jasper
+"""
 
 
 def _registry(args: argparse.Namespace):
@@ -116,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         solvers=args.solvers, datasets=args.datasets, devices=args.devices, dtypes=args.dtypes,
         seeds=args.seeds, max_iter=args.max_iter, max_time=args.max_time, tol=args.tol,
         threads=args.threads, out=args.out, registry=registry, observer_factory=observer_factory,
-        command=[PROG, *sys.argv[1:]],
+        command=[PROG, *sys.argv[1:]], data_dir=args.data_dir,
     )
     _print_summary(output)
     if output.interrupted:
@@ -186,6 +220,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     n_bad = len(registry.failed)
     print(f"\n{len(registry.plugins)} plugins, {n_bad} failed, {len(registry.skipped)} skipped")
     return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from proxmf_bench.data import fetch_datasets, print_inventory
+
+    registry = _registry(args)
+    if args.action == "fetch":
+        return fetch_datasets(registry, args.names, args.data_dir, args.mirror, progress=sys.stderr.isatty())
+    if args.mirror is not None:
+        raise UserError("--mirror only applies to 'data fetch'")
+    return print_inventory(registry, args.names, args.data_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
