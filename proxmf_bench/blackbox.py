@@ -81,7 +81,7 @@ def run_black_box_cell(
     """Sample a black-box solver at the budgets of ``schedule`` (see the module docstring)."""
     # imported here: peer plugins subclass BlackBoxSolver, and listing them must stay cheap
     from proxmf_bench.harness import CellResult, _describe, _ensure_row, _Interrupted, _synchronizer
-    from proxmf_bench.metrics import ground_truth_metrics
+    from proxmf_bench.metrics import record_metrics
 
     result = CellResult(cell)
     sync = _synchronizer(problem.device)
@@ -90,7 +90,7 @@ def run_black_box_cell(
 
     def record(W: torch.Tensor, H: torch.Tensor, loss: float) -> None:
         rec = {"iteration": budget, "time_s": call_time, "loss": loss}
-        rec.update(ground_truth_metrics(problem, W, H))
+        rec.update(record_metrics(problem, W, H, loss))
         result.records.append(rec)
         if observer is not None:
             observer.recorded(cell, budget, call_time, loss)

@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -130,3 +131,11 @@ def test_black_box_marker():
 
     factory.black_box = True
     assert is_black_box(factory)
+
+
+def test_black_box_rows_carry_the_same_metrics_as_stepped_rows(counting, tmp_path):
+    out = run_benchmark(solvers="counting,mu", datasets=SMALL, max_iter=5, registry=counting, out=tmp_path)
+    columns = ["iteration", "loss", "rel_error", "sad_deg", "rmse_H", "fms"]
+    counted = out.frame[out.frame.solver == "counting"][columns].reset_index(drop=True)
+    stepped = out.frame[out.frame.solver == "mu"][columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(counted, stepped, rtol=1e-12)

@@ -10,6 +10,7 @@ from proxmf_bench import run_benchmark
 from proxmf_bench.cli import main
 from proxmf_bench.plugins import load_registry
 from proxmf_bench.problem import Problem, initial_factors
+from proxmf_bench.selection import select
 
 PEERS = {
     "sklearn_mu": "sklearn", "sklearn_cd": "sklearn", "tensorly_mu": "tensorly",
@@ -41,19 +42,17 @@ def _needs(module):
     return pytest.mark.skipif(not _installed(module), reason=f"{module} is not installed")
 
 
-def _tiny_problem():
+def _tiny():
+    """The tiny problem and the initial factors the harness gives every solver on it."""
     registry = load_registry(use_entry_points=False)
-    problem = registry.get_dataset("synthetic").load(
-        {"m": 40, "n": 30, "rank": 3, "noise": 0.1, "sparsity": 0.0, "abundances": "gaussian"},
-        0, torch.device("cpu"), torch.float64)
-    return problem
+    variant = select(TINY, registry.datasets, registry, "dataset")[0]
+    problem = registry.get_dataset("synthetic").load(variant.params, 0, torch.device("cpu"), torch.float64)
+    return problem, initial_factors(problem, 0, key=variant.name + variant.params_json())
 
 
 def _reference_losses(update, iters=20):
     """Loss after 1..iters sweeps of ``update(Y, W, H)`` from the harness's initial factors."""
-    problem = _tiny_problem()
-    W, H = initial_factors(problem, 0, key="synthetic" + '{"abundances": "gaussian", "m": 40, '
-                           '"n": 30, "noise": 0.1, "rank": 3, "sparsity": 0.0}')
+    problem, (W, H) = _tiny()
     losses = []
     for _ in range(iters):
         W, H = update(problem.Y, W, H)
@@ -116,7 +115,7 @@ def test_sklearn_cd_is_one_hals_sweep_per_block(runs):
 def test_fixed_w_problems_keep_w(name):
     if not _installed(PEERS[name]):
         pytest.skip(f"{PEERS[name]} is not installed")
-    full = _tiny_problem()
+    full, _ = _tiny()
     problem = Problem(Y=full.Y, rank=3, W_true=full.W_true, H_true=full.H_true, fixed_W=True)
     W0, H0 = initial_factors(problem, 0)
     solver = load_registry(use_entry_points=False).get_solver(name).factory()
@@ -127,7 +126,7 @@ def test_fixed_w_problems_keep_w(name):
 
 @_needs("sklearn")
 def test_sklearn_refuses_fixed_w(tmp_path):
-    full = _tiny_problem()
+    full, _ = _tiny()
     problem = Problem(Y=full.Y, rank=3, W_true=full.W_true, fixed_W=True)
     solver = load_registry(use_entry_points=False).get_solver("sklearn_mu").factory()
     with pytest.raises(ValueError, match="fixed-W"):
