@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from proxmf_bench.blackbox import is_black_box
 from proxmf_bench.plugins import BUILTIN_PLUGINS, Registry, load_registry
 from proxmf_bench.problem import Problem, initial_factors
 from proxmf_bench.selection import select
@@ -33,7 +32,9 @@ def stepped_solvers() -> list[str]:
     registry = builtin_registry()
     return sorted(
         name for name, spec in registry.solvers.items()
-        if registry.owner[("solvers", name)] in BUILTIN_PLUGINS and not is_black_box(spec.factory)
+        # the black-box marker tested by hand: importing proxmf_bench.blackbox would break
+        # these benchmarks on the older commits that asv runs them against
+        if registry.owner[("solvers", name)] in BUILTIN_PLUGINS and getattr(spec.factory, "black_box", False) is not True
     )
 
 
