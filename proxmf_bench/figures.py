@@ -185,17 +185,20 @@ def _plot_curves(ax, curves: pd.DataFrame, x: str, style: Style, drawn: set, log
     return marked
 
 
+def _start_value(curves: pd.DataFrame) -> float:
+    """The largest positive median at iteration 0 (``inf`` when there is none)."""
+    start = curves.loc[curves["iteration"] == 0, "median"].to_numpy(float)
+    start = start[np.isfinite(start) & (start > 0)]
+    return float(start.max()) if len(start) else math.inf
+
+
 def _clip_runaways(ax, curves: pd.DataFrame, log_y: bool) -> None:
     """Keep a diverging curve from flattening the others: cap the y axis at 100 times (log)
     or 3 times (linear) the largest starting value, and say so on the axes."""
-    start = curves.loc[curves["iteration"] == 0, "median"].to_numpy(float)
-    start = start[np.isfinite(start) & (start > 0)]
     values = curves[["median", "hi"]].to_numpy(float)
     values = values[np.isfinite(values)]
-    if not len(start) or not len(values):
-        return
-    cap = start.max() * (100.0 if log_y else 3.0)
-    if values.max() > cap:
+    cap = _start_value(curves) * (100.0 if log_y else 3.0)
+    if len(values) and values.max() > cap:
         shown = curves[["median", "lo"]].to_numpy(float)
         shown = shown[np.isfinite(shown) & (shown > 0 if log_y else True)]
         low = shown.min()
@@ -204,6 +207,11 @@ def _clip_runaways(ax, curves: pd.DataFrame, log_y: bool) -> None:
         else:
             ax.set_ylim(low - 0.05 * (cap - low), cap)
         ax.text(0.01, 0.99, "clipped above", transform=ax.transAxes, va="top", fontsize=7, color="0.4")
+
+
+def _say_if_empty(ax) -> None:
+    if not ax.has_data():
+        ax.text(0.5, 0.5, "no finite values to plot", transform=ax.transAxes, ha="center", color="0.4")
 
 
 def _set_x(ax, x: str) -> None:
@@ -252,6 +260,7 @@ def convergence_figure(frame: pd.DataFrame, style: Style, title: str) -> Figure:
                 ax.set_yscale("log")
                 marked |= _plot_curves(ax, curves, x, style, drawn)
                 _clip_runaways(ax, curves, log_y=True)
+                _say_if_empty(ax)
                 if x == "iteration":
                     ax.set_xlim(left=0)  # after plotting: set_xlim turns autoscaling off
                 ax.set_ylabel(ylabel)
@@ -278,12 +287,14 @@ def metrics_figure(frame: pd.DataFrame, metrics: Sequence[str], style: Style, ti
         for metric, ax in zip(metrics, axes):
             curves = median_curves(frame, metric)
             values = curves["median"].to_numpy(float)
+            values = values[values <= 100 * _start_value(curves)]  # a runaway curve does not decide
             log_y = bool(len(values)) and bool((values > 0).all()) and values.max() > 10 * values.min()
             _set_x(ax, "time_s")
             if log_y:
                 ax.set_yscale("log")
             _plot_curves(ax, curves, "time_s", style, drawn, log_y=log_y)
             _clip_runaways(ax, curves, log_y)
+            _say_if_empty(ax)
             ax.set_ylabel(metric_label(metric))
             ax.set_title(f"{metric} against solver time")
         for ax in axes[len(metrics):]:

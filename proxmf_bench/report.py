@@ -228,7 +228,7 @@ def _runs_table(runs: Sequence[RunData]) -> str:
             f"<td class='mono'>{_e(run.label)}</td>",
             f"<td class='mono'>{_e(meta.get('run_id', run.frame['run_id'].iloc[0] if len(run.frame) else '?'))}</td>",
             f"<td class='mono cmd'>{_e(command)}</td>",
-            f"<td>{_e(_when(meta.get('started_at')))}</td>",
+            f"<td class='num'>{_e(_when(meta.get('started_at')))}</td>",
             f"<td>{_e(machine)}</td>",
             f"<td class='num'>{_e(meta.get('threads', '?'))}</td>",
             f"<td>torch {_e(versions.get('torch', '?'))}, python {_e(versions.get('python', '?'))}</td>",
@@ -245,7 +245,8 @@ def _when(timestamp: str | None) -> str:
 
 
 def _errors_block(frame: pd.DataFrame) -> str:
-    """Failed solver runs, one line per solver and message, naming where it happened."""
+    """Solver runs that errored, diverged or were interrupted: one line per solver and
+    message, naming where it happened."""
     failed = failed_cells(frame)
     if failed.empty:
         return ""
@@ -256,9 +257,10 @@ def _errors_block(frame: pd.DataFrame) -> str:
         where = "; ".join(f"<span class='mono'>{_e(r.dataset)}</span> ({_e(r.dtype)}, seeds {_e(r.seeds)})"
                           for r in rows.itertuples(index=False))
         context = ", ".join(_e(x) for x in (f"run {run}" if frame["run"].nunique() > 1 else "", device) if x)
-        items.append(f"<li><b class='mono'>{_e(solver)}</b> ({context}) {_e(reason)}: "
-                     f"<span class='err'>{_e(error)}</span><br><span class='muted'>on {where}</span></li>")
-    return (f"<div class='alert'><b>{total} solver run(s) did not finish.</b> They are kept in "
+        message = f": <span class='err'>{_e(error)}</span>" if error else ""
+        items.append(f"<li><b class='mono'>{_e(solver)}</b> ({context}) {_e(reason)}{message}"
+                     f"<br><span class='muted'>on {where}</span></li>")
+    return (f"<div class='alert'><b>{total} solver run(s) did not finish normally.</b> They are kept in "
             f"the figures' legends and the summary tables.<ul>{''.join(items)}</ul></div>")
 
 

@@ -101,6 +101,8 @@ def test_cell_summary_reports_final_state_time_per_iteration_stops_and_errors():
         _rows("a", 0, [(0, 0.5, 3.0), (10, 2.5, 1.0)]),
         _rows("a", 1, [(0, 0.7, 3.0), (20, 4.7, 2.0)], stop="tol"),
         _rows("bad", 0, [(0, 0.1, 3.0), (2, 0.3, math.nan)], stop="error", error="ValueError: no"),
+        _rows("div", 0, [(0, 0.1, 3.0), (1, 0.2, math.inf)], stop="diverged"),
+        _rows("div", 1, [(0, 0.1, 3.0), (1, 0.2, math.inf)], stop="diverged"),
     ))
     frame["sad_deg"] = 1.0
     summary = cell_summary(frame, ["sad_deg"]).set_index("solver")
@@ -114,8 +116,10 @@ def test_cell_summary_reports_final_state_time_per_iteration_stops_and_errors():
     assert a["errors"] == ""
     assert summary.loc["bad", "stop_reasons"] == "error"
     assert summary.loc["bad", "errors"] == "ValueError: no"
-    failed = failed_cells(frame)
-    assert list(failed["solver"]) == ["bad"] and failed["seeds"].item() == "0"
+    failed = failed_cells(frame).set_index("solver")
+    assert sorted(failed.index) == ["bad", "div"]
+    assert failed.loc["bad", "seeds"] == "0" and failed.loc["div", "seeds"] == "0, 1"
+    assert failed.loc["div", "stop_reason"] == "diverged"
 
 
 def test_metric_columns_skip_per_component_and_empty_columns():

@@ -97,7 +97,7 @@ def test_embedded_figures_are_the_written_pngs(report):
 def test_failed_solvers_still_report(report):
     text = " ".join(parse(report.html_path).text)
     assert "broken on purpose" in text
-    assert "did not finish" in text
+    assert "did not finish normally" in text
     assert "diverged" in text
     summary = pd.read_csv(report.figures_dir / "summary.csv").set_index(["dataset", "solver"])
     assert summary.loc[("lowrank[m=20,n=15]", "broken"), "stop_reasons"] == "error x2"
