@@ -68,11 +68,12 @@ class Report:
 
 def output_paths(run_dirs: Sequence[Path], output: str | os.PathLike | None,
                  figures_dir: str | os.PathLike | None) -> tuple[Path, Path]:
-    """Where the HTML and the figures go (see the module docstring)."""
+    """Where the HTML and the figures go (see the module docstring); ``output`` may name an
+    existing directory, which then receives ``report.html``."""
     if output is None:
         html_path = run_dirs[0] / REPORT_FILE if len(run_dirs) == 1 else Path(REPORT_FILE)
     else:
-        html_path = Path(output)
+        html_path = Path(output) / REPORT_FILE if Path(output).is_dir() else Path(output)
     if figures_dir is not None:
         return html_path, Path(figures_dir)
     if len(run_dirs) == 1:

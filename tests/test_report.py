@@ -11,7 +11,7 @@ import pytest
 from proxmf_bench.cli import main
 from proxmf_bench.figures import Style, format_seconds
 from proxmf_bench.plugins import load_registry
-from proxmf_bench.report import build_report
+from proxmf_bench.report import build_report, output_paths
 from proxmf_bench.runner import run_benchmark
 
 PLUGIN = Path(__file__).with_name("report_plugin.py")
@@ -151,6 +151,15 @@ def test_bad_input_is_one_line_error(run_dir, tmp_path, capsys, args, message):
     assert main(["report", *args, "-o", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_output_paths(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert output_paths([one], None, None) == (one / "report.html", one / "figures")
+    assert output_paths([one], tmp_path / "x.html", None) == (tmp_path / "x.html", one / "figures")
+    assert output_paths([one, two], None, None) == (Path("report.html"), Path("figures"))
+    assert output_paths([one, two], tmp_path / "c.html", None) == (tmp_path / "c.html", tmp_path / "figures")
+    assert output_paths([one, two], tmp_path, tmp_path / "f") == (tmp_path / "report.html", tmp_path / "f")
 
 
 def test_colours_follow_solvers_across_problems():
