@@ -31,6 +31,17 @@ examples:
   proxmf-bench run --solvers mu --devices cpu,cuda --dtypes float32,float64 --max-time 5
 """
 
+REPORT_EPILOG = """\
+figures per problem (a dataset in one dtype; devices and runs overlaid):
+  loss and (f - f*)/f* against iterations and solver time, f* the best loss any solver
+  reached on each seed; ground-truth metrics against time; time to reach 1e-2, 1e-4, 1e-6;
+  a summary table (final loss, time per iteration, iterations, stop reasons, errors)
+
+examples:
+  proxmf-bench report results/20250101-120000-ab12
+  proxmf-bench report results/before results/after -o compare.html
+"""
+
 
 def _common_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -79,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=None, metavar="DIR",
                      help="where datasets read their files (default: $PROXMF_BENCH_DATA, "
                           "else a per-user cache directory; see 'proxmf-bench data')")
+    run.add_argument("--report", action="store_true",
+                     help="write the HTML report and figures into the run directory at the end")
     run.set_defaults(handler=cmd_run)
 
     lst = sub.add_parser(
@@ -112,6 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fetch from URL/<path> (same layout as the data directory) instead of "
                            "each file's registered address")
     data.set_defaults(handler=cmd_data)
+    rep = sub.add_parser(
+        "report", help="offline HTML report and PNG/SVG/PDF figures of one or more runs",
+        description="Write one self-contained HTML report (figures embedded, nothing fetched\n"
+                    "from the network) and the same figures as files. Several run directories\n"
+                    "are overlaid on the same axes (e.g. before/after a change, CPU vs GPU).",
+        epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by 'run'")
+    rep.add_argument("-o", "--output", metavar="FILE",
+                     help="HTML file (default: RUN_DIR/report.html for one run, ./report.html for several)")
+    rep.add_argument("--figures", metavar="DIR",
+                     help="figure directory (default: RUN_DIR/figures for one run, "
+                          "figures/ beside the HTML file for several)")
+    rep.add_argument("--formats", default="png,svg,pdf",
+                     help="figure file formats, comma-separated (default: png,svg,pdf)")
+    rep.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    rep.set_defaults(handler=cmd_report)
     return parser
 
 
@@ -153,6 +183,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         command=[PROG, *sys.argv[1:]], data_dir=args.data_dir,
     )
     _print_summary(output)
+    if args.report:
+        if output.frame.empty:
+            print(f"{PROG}: warning: no results recorded, so no report", file=sys.stderr)
+        else:
+            _make_report([output.run_dir])
     if output.interrupted:
         print(f"{PROG}: interrupted; finished cells were kept in {output.run_dir}", file=sys.stderr)
         return 130
@@ -174,6 +209,20 @@ def _print_summary(output) -> None:
     print(f"\n{cells['finished']}/{cells['total']} cells, {len(frame)} rows -> {output.run_dir}")
     for error in output.errors:
         print(f"{PROG}: warning: error in {error}", file=sys.stderr)
+
+
+def _make_report(run_dirs, output=None, figures=None, formats="png,svg,pdf") -> None:
+    from proxmf_bench.report import build_report, parse_formats
+
+    report = build_report(run_dirs, output=output, figures_dir=figures, formats=parse_formats(formats),
+                          progress=sys.stderr.isatty())
+    n_figures = sum(1 for p in report.files if p.suffix != ".csv")
+    print(f"report: {report.html_path} ({n_figures} figure files in {report.figures_dir})")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _make_report(args.run_dirs, args.output, args.figures, args.formats)
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
