@@ -25,16 +25,17 @@ import torch
 SIZES = ((200, 500, 10), (1000, 1000, 20), (5000, 2000, 40))
 
 
-def bare_mu(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int, eps: float = 1e-12) -> None:
-    """Lee-Seung MU, ``H`` then ``W``, epsilon-floored."""
+def bare_mu(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int, eps: float = 1e-12):
+    """Lee-Seung MU, ``H`` then ``W``, epsilon-floored, in place; returns ``(W, H)``."""
     for _ in range(iters):
         H *= (W.T @ Y) / (W.T @ W @ H).clamp_min(eps)
         H.clamp_min_(eps)
         W *= (Y @ H.T) / (W @ (H @ H.T)).clamp_min(eps)
         W.clamp_min_(eps)
+    return W, H
 
 
-def bare_pgm(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int) -> None:
+def bare_pgm(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int):
     """Projected gradient on ``H`` then ``W^T``, step ``1 / lambda_max`` of the block's Gram."""
     Wt = W.T.contiguous()
     for _ in range(iters):
@@ -42,12 +43,13 @@ def bare_pgm(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int) -> N
         H = torch.addmm(Wt @ Y, G, H, beta=-1).mul_(-1.0 / float(torch.linalg.eigvalsh(G)[-1])).add_(H).clamp_min_(0)
         G = H @ H.T
         Wt = torch.addmm(H @ Y.T, G, Wt, beta=-1).mul_(-1.0 / float(torch.linalg.eigvalsh(G)[-1])).add_(Wt).clamp_min_(0)
+    return Wt.T, H
 
 
-BARE: dict[str, Callable[..., None]] = {"mu": bare_mu, "pgm": bare_pgm}
+BARE: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {"mu": bare_mu, "pgm": bare_pgm}
 
 
-def time_bare(loop: Callable[..., None], Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> float:
+def time_bare(loop: Callable[..., tuple[torch.Tensor, torch.Tensor]], Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> float:
     """Seconds per iteration of a bare loop from copies of ``(W0, H0)``."""
     W, H = W0.clone(), H0.clone()
     sync = torch.cuda.synchronize if Y.is_cuda else (lambda: None)
@@ -64,8 +66,7 @@ def time_harness(registry, solver: str, problem, W0, H0, iters: int) -> tuple[fl
     from proxmf_bench.schedule import RecordSchedule
     from proxmf_bench.selection import select
 
-    variant = select(solver, registry.solvers, registry, "solver")[0]
-    cell = Cell(variant, select("synthetic", registry.datasets, registry, "dataset")[0],
+    cell = Cell(select_solver(registry, solver), select("synthetic", registry.datasets, registry, "dataset")[0],
                 str(problem.device), str(problem.dtype).removeprefix("torch."), 0)
     factory = registry.get_solver(solver).factory
     wall = time.perf_counter()
@@ -131,6 +132,13 @@ def main() -> None:
                     cpu = time_bare(loop, Y_cpu, W_cpu, H_cpu, max(2, min(iters, 5)))
                     line += f" {1e3 * cpu:15.3f} {cpu / b:8.1f}x"
                 print(line, flush=True)
+
+
+def select_solver(registry, name: str):
+    """The first default variant of solver family ``name`` (what ``--solvers name`` runs first)."""
+    from proxmf_bench.selection import select
+
+    return select(name, registry.solvers, registry, "solver")[0]
 
 
 def select_params(registry, m: int, n: int, r: int) -> dict:
