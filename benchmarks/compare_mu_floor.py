@@ -46,10 +46,13 @@ def bare_pgm(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int):
     return Wt.T, H
 
 
-BARE: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {"mu": bare_mu, "pgm": bare_pgm}
+BARE = {"mu": bare_mu, "pgm": bare_pgm}
 
 
-def time_bare(loop: Callable[..., tuple[torch.Tensor, torch.Tensor]], Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> float:
+Loop = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def measure_bare(loop: Loop, Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> float:
     """Seconds per iteration of a bare loop from copies of ``(W0, H0)``."""
     W, H = W0.clone(), H0.clone()
     sync = torch.cuda.synchronize if Y.is_cuda else (lambda: None)
@@ -60,7 +63,7 @@ def time_bare(loop: Callable[..., tuple[torch.Tensor, torch.Tensor]], Y: torch.T
     return (time.perf_counter() - start) / iters
 
 
-def time_harness(registry, solver: str, problem, W0, H0, iters: int) -> tuple[float, float]:
+def measure_harness(registry, solver: str, problem, W0, H0, iters: int) -> tuple[float, float]:
     """Per-iteration solver time of ``solver`` in the harness, and the cell's wall/solver ratio."""
     from proxmf_bench.harness import Cell, Limits, run_cell
     from proxmf_bench.schedule import RecordSchedule
@@ -114,14 +117,14 @@ def main() -> None:
             W0, H0 = initial_factors(problem, 0)
             for solver in solvers:
                 loop = BARE[solver]
-                probe = time_bare(loop, problem.Y, W0, H0, 3)
+                probe = measure_bare(loop, problem.Y, W0, H0, 3)
                 iters = max(5, int(args.seconds / probe))
                 if args.quick:
                     iters = min(iters, 50)
                 bare, harness, overhead = [], [], []
                 for _ in range(args.repeats):
-                    bare.append(time_bare(loop, problem.Y, W0, H0, iters))
-                    per_it, wall_ratio = time_harness(registry, solver, problem, W0, H0, iters)
+                    bare.append(measure_bare(loop, problem.Y, W0, H0, iters))
+                    per_it, wall_ratio = measure_harness(registry, solver, problem, W0, H0, iters)
                     harness.append(per_it)
                     overhead.append(wall_ratio - 1.0)
                 b, h = min(bare), min(harness)
@@ -129,7 +132,7 @@ def main() -> None:
                         f" {h / b:6.3f} {100 * min(overhead):8.2f}%")
                 if on_gpu and not args.no_cpu:
                     Y_cpu, W_cpu, H_cpu = (X.cpu() for X in (problem.Y, W0, H0))
-                    cpu = time_bare(loop, Y_cpu, W_cpu, H_cpu, max(2, min(iters, 5)))
+                    cpu = measure_bare(loop, Y_cpu, W_cpu, H_cpu, max(2, min(iters, 5)))
                     line += f" {1e3 * cpu:15.3f} {cpu / b:8.1f}x"
                 print(line, flush=True)
 
