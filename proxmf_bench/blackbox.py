@@ -98,7 +98,8 @@ def run_black_box_cell(
     try:
         torch.manual_seed(cell.seed)
         solver = factory(**cell.solver.params)
-        solver.solve(problem, W0.clone(), H0.clone(), 1)  # warm-up, untimed (lazy set-up, autograd)
+        if limits.max_iter > 0:  # warm-up, untimed (lazy set-up, autograd's threads)
+            solver.solve(problem, W0.clone(), H0.clone(), 1)
         loss = problem.loss(W0, H0)
         record(W0, H0, loss)
         while budget < limits.max_iter:
