@@ -8,7 +8,8 @@ harness overhead: wall time of the whole cell (loss and metrics at the record po
 over the solver time the harness measured, minus one (target < 2%).
 
 The bare loops are the floor: the matrix products of one iteration and the elementwise work
-around them, nothing else. ``pgm`` is compared when it is registered.
+around them, nothing else. ``pgm`` is compared when it is registered. ``--no-ground-truth``
+drops the synthetic problem's ground truth, so that record points cost the loss alone.
 
 On a GPU: ``--device cuda --sizes 20000x10000x50 --dtypes float32`` (also prints the CPU
 time of the bare loop at that size for the speed-up, unless ``--no-cpu``).
@@ -91,10 +92,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seconds", type=float, default=1.0, help="solver time of each harness run")
     parser.add_argument("--no-cpu", action="store_true", help="on CUDA, skip the CPU bare loop")
+    parser.add_argument("--no-ground-truth", action="store_true",
+                        help="drop the ground truth, so record points evaluate the loss only (no metrics)")
     args = parser.parse_args()
 
     from proxmf_bench.plugins import load_registry
-    from proxmf_bench.problem import initial_factors
+    from proxmf_bench.problem import Problem, initial_factors
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -114,6 +117,8 @@ def main() -> None:
         for dtype in args.dtypes.split(","):
             problem = registry.get_dataset("synthetic").load(
                 select_params(registry, m, n, r), 0, device, getattr(torch, dtype))
+            if args.no_ground_truth:
+                problem = Problem(Y=problem.Y, rank=problem.rank, name=problem.name)
             W0, H0 = initial_factors(problem, 0)
             for solver in solvers:
                 loop = BARE[solver]
