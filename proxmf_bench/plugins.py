@@ -31,7 +31,9 @@ ENV_PLUGINS = "PROXMF_BENCH_PLUGINS"
 BUILTIN_PLUGINS = (
     "proxmf_bench.prox",
     "proxmf_bench.solvers.mu",
+    "proxmf_bench.solvers.nalmu",
     "proxmf_bench.datasets.synthetic",
+    "proxmf_bench.datasets.nnls_toy",
 )
 
 # hook name -> (spec class, registry attribute, singular noun for messages)
