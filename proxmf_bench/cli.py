@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--loss-W", dest="loss_W", default="sq", choices=("sq", "sad"),
                      help="NMF form: loss on W, squared error of unit-norm columns or spectral angle "
                           "(default: sq)")
+    opt.add_argument("--loss-H", dest="loss_H", default="sq", choices=("sq", "sum-to-one"),
+                     help="loss on H: squared error (in the NMF form after putting H on the ground "
+                          "truth's scale), or squared error of column proportions (default: sq)")
     opt.add_argument("--seed", type=int, default=0, help="seed of the batch order and patch split (default: 0)")
     data = train.add_argument_group("training data")
     data.add_argument("--split", default="seeds", choices=("seeds", "pixels"),
@@ -253,7 +256,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch, lr=args.lr, optimizer=args.optimizer,
-                             weight_decay=args.weight_decay, nu=args.nu, loss_W=args.loss_W, seed=args.seed)
+                             weight_decay=args.weight_decay, nu=args.nu, loss_W=args.loss_W,
+                             loss_H=args.loss_H, seed=args.seed)
     report = train_nalmu(
         registry, args.dataset, args.out, layers=args.layers, shape=args.shape, tied=args.tied,
         normalize=args.normalize, eps=args.eps, settings=settings, split=args.split, problems=args.problems,
@@ -266,8 +270,8 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{report.data.description['dataset']}: {len(report.data.train)} training / "
           f"{len(report.data.val)} held-out problems, {fit.epochs_run} epochs in {fit.seconds:.1f} s, "
           f"best epoch {fit.best_epoch}")
-    for name, before, after in ((k, report.untrained[k], report.trained[k]) for k in report.trained):
-        print(f"  held-out {name:9s} untrained (MU) {before:.6g} -> trained {after:.6g}")
+    for name, after in report.trained.items():
+        print(f"  held-out {name:9s} untrained (MU) {report.untrained[name]:.6g} -> trained {after:.6g}")
     print(f"weights -> {report.path}")
     if fit.interrupted:
         print(f"{PROG}: interrupted; the best weights so far (epoch {fit.best_epoch}) were saved", file=sys.stderr)

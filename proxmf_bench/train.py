@@ -9,14 +9,15 @@ over the iterates of the unrolled layers (Kervazo and Cohen). ``nu`` schedules: 
 (:math:`\nu = \mathrm{logspace}(-7, 0, K)`, the chapter's choice), ``last`` (only the last
 layer counts) and ``uniform``. Losses are means over entries:
 
-- NNLS form (``W`` fixed and known): :math:`\ell_H = \operatorname{mean}((H^k - H^*)^2)`,
-  no :math:`\ell_W`.
+- NNLS form (``W`` fixed and known): :math:`\ell_H` only, on ``H`` as it is.
 - NMF form: components are first matched to the ground truth (Hungarian algorithm on the
   spectral angles, per layer and problem, as the ``sad_deg`` metric does) and each row of
   ``H`` is put on the ground truth's scale by ``||w_k|| / ||w_k^*||`` (as ``rmse_H`` does);
-  then :math:`\ell_H` is the mean squared error of ``H`` and :math:`\ell_W` is either ``sq``,
-  the mean squared error of the unit-norm columns, or ``sad``, the mean spectral angle in
-  radians.
+  then :math:`\ell_W` is either ``sq``, the mean squared error of the unit-norm columns, or
+  ``sad``, the mean spectral angle in radians.
+- :math:`\ell_H` is ``sq``, the mean squared error of ``H``, or ``sum-to-one``, that of ``H``
+  and ``H^*`` with every column divided by its sum (the proportions of each pixel, as
+  abundances are compared in unmixing; it ignores the scale that the NMF form leaves free).
 
 Training problems come from any registered dataset with ground truth: ``split=seeds`` loads
 one problem per dataset seed (``first_seed``, ``first_seed + 1``, ...: by default 1000 on, so
@@ -55,6 +56,7 @@ from proxmf_bench.problem import Problem, initial_factors
 
 NU_SCHEDULES = ("logspace", "last", "uniform")
 W_LOSSES = ("sq", "sad")
+H_LOSSES = ("sq", "sum-to-one")
 OPTIMIZERS = ("adamw", "adam")
 SPLITS = ("seeds", "pixels")
 INITS = ("harness", "ones")
@@ -101,6 +103,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     nu: str = "logspace"
     loss_W: str = "sq"
+    loss_H: str = "sq"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -113,7 +116,7 @@ class TrainSettings:
         if not self.weight_decay >= 0:
             raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         for name, value, allowed in (("--nu", self.nu, NU_SCHEDULES), ("--loss-W", self.loss_W, W_LOSSES),
-                                     ("--optimizer", self.optimizer, OPTIMIZERS)):
+                                     ("--loss-H", self.loss_H, H_LOSSES), ("--optimizer", self.optimizer, OPTIMIZERS)):
             if value not in allowed:
                 raise UserError(f"{name} {value!r} is not one of {', '.join(allowed)}")
 
@@ -158,14 +161,24 @@ def aligned(W: torch.Tensor, H: torch.Tensor, W_true: torch.Tensor) -> tuple[tor
     return Wp, Hp * scale[..., None]
 
 
+def _sum_to_one(H: torch.Tensor) -> torch.Tensor:
+    return H / H.sum(dim=-2, keepdim=True).clamp_min(1e-300)
+
+
+def _loss_H(H: torch.Tensor, H_true: torch.Tensor, loss_H: str) -> torch.Tensor:
+    if loss_H == "sum-to-one":
+        H, H_true = _sum_to_one(H), _sum_to_one(H_true)
+    return ((H - H_true) ** 2).mean(dim=(-2, -1))
+
+
 def layer_losses(
-    W: torch.Tensor, H: torch.Tensor, batch: Batch, fixed_W: bool, loss_W: str
+    W: torch.Tensor, H: torch.Tensor, batch: Batch, fixed_W: bool, loss_W: str, loss_H: str = "sq"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-problem ``(l_W, l_H)`` of one layer's iterates (vectors of length ``B``)."""
     if fixed_W:
-        return torch.zeros(H.shape[0], dtype=H.dtype, device=H.device), ((H - batch.H_true) ** 2).mean(dim=(-2, -1))
+        return torch.zeros(H.shape[0], dtype=H.dtype, device=H.device), _loss_H(H, batch.H_true, loss_H)
     Wp, Hs = aligned(W, H, batch.W_true)
-    l_H = ((Hs - batch.H_true) ** 2).mean(dim=(-2, -1))
+    l_H = _loss_H(Hs, batch.H_true, loss_H)
     if loss_W == "sad":
         cos = (_unit_columns(Wp) * _unit_columns(batch.W_true)).sum(dim=-2)
         l_W = torch.arccos(cos.clamp(-1.0 + 1e-7, 1.0 - 1e-7)).mean(dim=-1)
@@ -174,30 +187,38 @@ def layer_losses(
     return l_W, l_H
 
 
-def supervised_loss(model: NALMU, batch: Batch, nu: torch.Tensor, loss_W: str) -> torch.Tensor:
+def supervised_loss(model: NALMU, batch: Batch, nu: torch.Tensor, loss_W: str, loss_H: str = "sq") -> torch.Tensor:
     """The training objective (module docstring), averaged over the batch."""
     Ws, Hs = model(batch.Y, batch.W0, batch.H0)
+    return _weighted_loss(Ws, Hs, batch, nu, model.config.fixed_W, loss_W, loss_H)
+
+
+def _weighted_loss(
+    Ws: list[torch.Tensor], Hs: list[torch.Tensor], batch: Batch, nu: torch.Tensor, fixed_W: bool,
+    loss_W: str, loss_H: str,
+) -> torch.Tensor:
     total = torch.zeros((), dtype=batch.Y.dtype, device=batch.Y.device)
     for k, (W, H) in enumerate(zip(Ws, Hs)):
         if nu[k] == 0:
             continue
-        l_W, l_H = layer_losses(W, H, batch, model.config.fixed_W, loss_W)
+        l_W, l_H = layer_losses(W, H, batch, fixed_W, loss_W, loss_H)
         total = total + nu[k] * (l_W + l_H).mean()
     return total
 
 
 @torch.no_grad()
-def evaluate(model: NALMU, examples: Sequence[Example], nu: torch.Tensor, loss_W: str) -> dict[str, float]:
+def evaluate(
+    model: NALMU, examples: Sequence[Example], nu: torch.Tensor, loss_W: str, loss_H: str = "sq"
+) -> dict[str, float]:
     """Supervised loss and the errors after the last layer, averaged over ``examples``.
 
     ``sq_err_H`` is ``||H^K - H^*||_F^2`` per problem (after matching and scaling in the NMF
     form); ``sad_deg`` (NMF form) the mean spectral angle of ``W^K`` in degrees.
     """
     batch = Batch.of(examples)
-    loss = float(supervised_loss(model, batch, nu, loss_W))
     Ws, Hs = model(batch.Y, batch.W0, batch.H0)
+    out = {"loss": float(_weighted_loss(Ws, Hs, batch, nu, model.config.fixed_W, loss_W, loss_H))}
     W, H = Ws[-1], Hs[-1]
-    out = {"loss": loss}
     if model.config.fixed_W:
         out["sq_err_H"] = float(((H - batch.H_true) ** 2).sum(dim=(-2, -1)).mean())
     else:
@@ -252,7 +273,7 @@ def fit(
 
     def val_loss() -> float:
         with torch.no_grad():
-            return float(supervised_loss(model, val_batch, nu, settings.loss_W))
+            return float(supervised_loss(model, val_batch, nu, settings.loss_W, settings.loss_H))
 
     result.best_val_loss = val_loss()
     best_state = copy.deepcopy(model.state_dict())
@@ -266,7 +287,7 @@ def fit(
             for first in range(0, len(order), settings.batch_size):
                 chunk = [train[i] for i in order[first:first + settings.batch_size]]
                 optimizer.zero_grad(set_to_none=True)
-                loss = supervised_loss(model, Batch.of(chunk), nu, settings.loss_W)
+                loss = supervised_loss(model, Batch.of(chunk), nu, settings.loss_W, settings.loss_H)
                 loss.backward()
                 optimizer.step()
                 model.project_()
@@ -303,9 +324,12 @@ class TrainingData:
     fixed_W: bool
 
 
-def _example(
-    problem: Problem, init_seed: int, init_key: str, source: str, dtype: torch.dtype, init: str
+def make_example(
+    problem: Problem, init_seed: int, init_key: str, source: str, dtype: torch.dtype = torch.float64,
+    init: str = "harness",
 ) -> Example:
+    """A training example: ``problem`` with the initial factors the harness would give it for
+    ``(init_key, init_seed)`` (or an all-ones ``H0`` with ``init="ones"``)."""
     if not problem.has_ground_truth:
         raise UserError(f"dataset {problem.name!r} has no ground truth (W_true, H_true): it cannot train NALMU")
     W0, H0 = initial_factors(problem, init_seed, key=init_key)
@@ -376,7 +400,7 @@ def training_data(
             raise UserError(
                 f"dataset {variant.label!r} gives the same data for every seed: use --split pixels to train on patches"
             )
-        examples = [_example(p, s, key, f"seed {s}", dtype, init) for p, s in zip(loaded, seeds)]
+        examples = [make_example(p, s, key, f"seed {s}", dtype, init) for p, s in zip(loaded, seeds)]
         train, val = examples[:-n_val], examples[-n_val:]
         description.update(train_seeds=seeds[:-n_val], val_seeds=seeds[-n_val:])
         first = loaded[0]
@@ -385,7 +409,7 @@ def training_data(
         patches = pixel_patches(first, patch_size)
         n_val = _held_out_count(len(patches), val_fraction)
         order = torch.randperm(len(patches), generator=torch.Generator().manual_seed(seed)).tolist()
-        examples = [_example(patches[i][0], i, key + "|patch", patches[i][1], dtype, init) for i in order]
+        examples = [make_example(patches[i][0], i, key + "|patch", patches[i][1], dtype, init) for i in order]
         train, val = examples[n_val:], examples[:n_val]
         description.update(seed=first_seed, patch_size=patch_size,
                            train_patches=[e.source for e in train], val_patches=[e.source for e in val])
@@ -445,9 +469,9 @@ def train_nalmu(
                          fixed_W=data.fixed_W, normalize=normalize, eps=eps)
     model = NALMU(config, dtype=dtype)
     nu = nu_schedule(settings.nu, layers, dtype)
-    untrained = evaluate(model, data.val, nu, settings.loss_W)
+    untrained = evaluate(model, data.val, nu, settings.loss_W, settings.loss_H)
     result = fit(model, data.train, data.val, settings, progress=progress)
-    trained = evaluate(model, data.val, nu, settings.loss_W)
+    trained = evaluate(model, data.val, nu, settings.loss_W, settings.loss_H)
     info = {
         "created": datetime.now(timezone.utc).isoformat(),
         "command": list(command),

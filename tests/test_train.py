@@ -14,12 +14,12 @@ from proxmf_bench.metrics import match_components
 from proxmf_bench.nalmu import NALMU, NALMUConfig, load_weights
 from proxmf_bench.results import load_results
 from proxmf_bench.train import (
+    Batch,
     TrainSettings,
     fit,
     match_batch,
     nu_schedule,
     supervised_loss,
-    Batch,
     training_data,
 )
 
@@ -85,8 +85,8 @@ def test_training_lowers_the_held_out_loss_and_keeps_weights_nonnegative(registr
     assert float(model.A_H.detach().min()) >= 0.0
 
 
-@pytest.mark.parametrize("loss_W", ["sq", "sad"])
-def test_nmf_loss_ignores_component_order_and_scale(registry, loss_W):
+@pytest.mark.parametrize("loss_W,loss_H", [("sq", "sq"), ("sad", "sum-to-one")])
+def test_nmf_loss_ignores_component_order_and_scale(registry, loss_W, loss_H):
     data = training_data("synthetic[m=15,n=30,rank=3]", registry, problems=3, val_fraction=0.34)
     assert not data.fixed_W
     batch = Batch.of(data.train)
@@ -95,9 +95,9 @@ def test_nmf_loss_ignores_component_order_and_scale(registry, loss_W):
     model = NALMU(NALMUConfig(layers=4, rank=3, m=15, shape="scalar"))
     nu = nu_schedule("uniform", 4)
     with torch.no_grad():
-        a, b = supervised_loss(model, batch, nu, loss_W), supervised_loss(model, shuffled, nu, loss_W)
+        a, b = supervised_loss(model, batch, nu, loss_W, loss_H), supervised_loss(model, shuffled, nu, loss_W, loss_H)
     torch.testing.assert_close(a, b, rtol=1e-9, atol=0)
-    result = fit(model, data.train, data.val, TrainSettings(epochs=3, lr=0.05, loss_W=loss_W))
+    result = fit(model, data.train, data.val, TrainSettings(epochs=3, lr=0.05, loss_W=loss_W, loss_H=loss_H))
     assert np.isfinite(result.val_loss).all() and result.best_val_loss <= min(result.val_loss)
 
 
