@@ -28,6 +28,8 @@ COLUMNS = (
     "seed", "iteration", "time_s", "loss", "stop_reason",
 )
 EXTRA_COLUMNS = ("solver_name", "dataset_name", "error", "threads")
+# Metric columns that are a function of the loss alone (reports plot the loss instead).
+LOSS_DERIVED_COLUMNS = ("rel_error",)
 
 _DTYPES = {
     "run_id": "string", "solver": "string", "solver_params": "string", "dataset": "string",
@@ -51,11 +53,18 @@ def to_frame(rows: Iterable[dict[str, Any]], run_id: str, threads: int) -> pd.Da
     return frame.astype(types)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -21,6 +21,8 @@ import pandas as pd
 import torch
 
 from proxmf_bench import environment
+from proxmf_bench.data import check_root, use_data_dir
+from proxmf_bench.data import data_dir as resolve_data_dir
 from proxmf_bench.errors import UserError
 from proxmf_bench.harness import (
     CellObserver,
@@ -50,6 +52,14 @@ class RunOutput:
     errors: list[str] = field(default_factory=list)
 
 
+def _prepare_output_dir(run_dir: Path) -> None:
+    """Create the run directory before any solver runs, so an unusable ``--out`` fails early."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output directory {run_dir}: {exc.strerror or exc}") from None
+
+
 def new_run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
@@ -70,6 +80,7 @@ def run_benchmark(
     strict_plugins: bool = False,
     observer_factory=None,
     command: Sequence[str] | None = None,
+    data_dir: str | os.PathLike | None = None,
 ) -> RunOutput:
     """Run every selected solver on every selected dataset and write ``results/<run-id>/``.
 
@@ -78,6 +89,8 @@ def run_benchmark(
     and every dataset loaded once, before the first solver starts. ``observer_factory``, if
     given, is called with ``(n_cells, max_iter)`` and returns a
     :class:`~proxmf_bench.harness.CellObserver` (the CLI passes a progress display).
+    ``data_dir`` is where datasets read their files (default ``$PROXMF_BENCH_DATA``, then a
+    per-user cache directory; see :mod:`proxmf_bench.data`).
     """
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
@@ -93,21 +106,26 @@ def run_benchmark(
     seed_list = list(range(seeds))
     run_id = new_run_id()
     run_dir = Path(out) if out is not None else DEFAULT_OUT / run_id
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UserError(f"output directory {run_dir} exists and is not empty")
 
+    if data_dir is not None:
+        check_root(*resolve_data_dir(data_dir))
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
-    preflight(registry, dataset_variants, seed_list[0])
+    with use_data_dir(data_dir):
+        preflight(registry, dataset_variants, seed_list[0])
+        _prepare_output_dir(run_dir)
 
-    cells = build_cells(solver_variants, dataset_variants, device_list, dtype_list, seed_list)
-    observer: CellObserver | None = observer_factory(len(cells), max_iter) if observer_factory else None
-    started = dt.datetime.now(dt.timezone.utc)
-    try:
-        grid = run_grid(registry, cells, limits, observer=observer)
-    finally:
-        if observer is not None and hasattr(observer, "close"):
-            observer.close()
+        cells = build_cells(solver_variants, dataset_variants, device_list, dtype_list, seed_list)
+        observer: CellObserver | None = observer_factory(len(cells), max_iter) if observer_factory else None
+        started = dt.datetime.now(dt.timezone.utc)
+        try:
+            grid = run_grid(registry, cells, limits, observer=observer)
+        finally:
+            if observer is not None and hasattr(observer, "close"):
+                observer.close()
+        used_data_dir = str(resolve_data_dir()[0])
     finished = dt.datetime.now(dt.timezone.utc)
 
     frame = to_frame((row for r in grid.results for row in r.rows()), run_id, threads)
@@ -119,6 +137,7 @@ def run_benchmark(
         "finished_at": finished.isoformat(),
         "threads": threads,
         "flush_denormal": True,
+        "data_dir": used_data_dir,
         "grid": {
             "solvers": [v.label for v in solver_variants],
             "datasets": [v.label for v in dataset_variants],

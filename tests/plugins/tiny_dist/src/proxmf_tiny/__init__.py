@@ -1,0 +1,23 @@
+"""A third-party plugin distributed as a package with a `proxmf_bench` entry point."""
+
+from proxmf_bench import SolverSpec, hookimpl
+from proxmf_bench.solvers.mu import mu_update_H, mu_update_W
+
+
+class TinyMU:
+    """MU with H and W updated in the opposite order."""
+
+    def init(self, problem, W0, H0):
+        self.Y, self.W, self.H = problem.Y, W0, H0
+
+    def step(self):
+        mu_update_W(self.Y, self.W, self.H, 1e-12)
+        mu_update_H(self.Y, self.W, self.H, 1e-12)
+
+    def factors(self):
+        return self.W, self.H
+
+
+@hookimpl
+def proxmf_register_solvers(register):
+    register(SolverSpec(name="tiny_mu", factory=TinyMU, summary="MU, W first (tiny plugin)"))
