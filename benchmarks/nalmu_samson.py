@@ -1,21 +1,24 @@
 """NALMU (K=25) against MU on the Samson scene: SAD and abundance RMSE on held-out pixel patches.
 
-Samson (156 bands, 95 x 95 pixels, 3 endmembers: soil, tree, water) is read from
-``$PROXMF_BENCH_DATA/samson/Samson.mat`` (default: ``../shared/data/hsi`` beside the
-repository). Its pixels are in column-major order, so consecutive pixel blocks of 475 are
+Samson (156 bands, 95 x 95 pixels, 3 endmembers: soil, tree, water) is the registered
+``samson`` dataset (``proxmf-bench data`` says where its file is expected; the shared copy
+beside the repository is used when ``PROXMF_BENCH_DATA`` is unset). Its pixels are in
+column-major order, so consecutive pixel blocks of 475 are
 vertical strips of 5 image columns: 19 patches. Five of them (chosen by ``--seed``) are the
 test set and never used in training; of the other 14, three pick the best epoch and eleven
 train. Every method starts each test patch from the same seeded random factors of the
 benchmark harness (``initial_factors``), as in ``proxmf-bench run``.
 
 Ground truth: the abundance maps (nonnegative, summing to one) and the endmember spectra,
-which the file stores max-normalised; each spectrum is rescaled by the least-squares factor
-that best explains the data (this changes no angle). Metrics after matching components to
-the ground truth (Hungarian algorithm on spectral angles):
+which the file stores max-normalised; each spectrum is rescaled here by the least-squares
+factor that best explains the data, which changes no angle and puts the spectra on the
+data's scale. Metrics after matching components to the ground truth (Hungarian algorithm on
+spectral angles):
 
 - SAD: mean spectral angle between estimated and true endmembers, degrees;
-- abundance RMSE: of the estimated abundances made to sum to one in every pixel (NMF leaves
-  a scale per component; this is the usual sum-to-one convention), against the true maps.
+- abundance RMSE: each row of ``H`` is put on the ground truth's scale (times
+  ``||w_k|| / ||w_k^*||``, which leaves ``W H`` unchanged), then every pixel's abundances are
+  divided by their sum (the sum-to-one convention of unmixing) and compared with the maps.
 
 Run from the repository root (one thread, float64; about three minutes)::
 
@@ -38,20 +41,15 @@ PATCH = 475
 N_TEST, N_VAL = 5, 3
 
 
-def samson_problem():
-    """The Samson scene as a float64 ``Problem`` with rescaled endmembers and abundances."""
-    import scipy.io as sio
-
+def samson_problem(registry):
+    """The registered Samson scene in float64, endmembers rescaled to the data's scale."""
     from proxmf_bench.problem import Problem
 
-    root = Path(os.environ.get("PROXMF_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "hsi"))
-    data = sio.loadmat(root / "samson" / "Samson.mat")
-    Y = torch.from_numpy(np.asarray(data["Y"], dtype=np.float64))
-    G = torch.from_numpy(np.asarray(data["GT"], dtype=np.float64).T)
-    A = torch.from_numpy(np.stack([data["S_GT"][:, :, k].reshape(-1, order="F") for k in range(3)]).astype(np.float64))
+    scene = registry.get_dataset("samson").load({}, 0, torch.device("cpu"), torch.float64)
+    Y, G, A = scene.Y, scene.W_true, scene.H_true
     # scales s minimising ||Y - G diag(s) A||_F: normal equations (G^T G * A A^T) s = diag(G^T Y A^T)
     s = torch.linalg.solve((G.T @ G) * (A @ A.T), torch.diagonal(G.T @ Y @ A.T))
-    return Problem(Y=Y, rank=3, W_true=G * s, H_true=A, name="samson")
+    return Problem(Y=Y, rank=scene.rank, W_true=G * s, H_true=A, name="samson")
 
 
 def patches(problem, seed: int):
@@ -68,8 +66,10 @@ def unmixing_metrics(problem, W: torch.Tensor, H: torch.Tensor) -> tuple[float, 
     from proxmf_bench.metrics import match_components
 
     perm, angles = match_components(W, problem.W_true)
-    Hp = H.double()[torch.from_numpy(perm)]
-    abundances = Hp / Hp.sum(dim=0, keepdim=True).clamp_min(1e-300)
+    index = torch.from_numpy(perm)
+    scale = W.double()[:, index].norm(dim=0) / problem.W_true.norm(dim=0)
+    Hs = H.double()[index] * scale[:, None]
+    abundances = Hs / Hs.sum(dim=0, keepdim=True).clamp_min(1e-300)
     return float(np.mean(angles)), float(torch.sqrt(torch.mean((abundances - problem.H_true) ** 2)))
 
 
@@ -110,11 +110,12 @@ def train(problem, train_patches, val_patches, args, out: Path):
 
 
 def main(argv: list[str] | None = None) -> None:
+    from proxmf_bench.plugins import load_registry
     from proxmf_bench.solvers.mu import MU
     from proxmf_bench.solvers.nalmu import NALMUSolver, resolve_params
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--inits", type=int, default=2, help="random starts per training patch")
@@ -131,7 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
 
-    problem = samson_problem()
+    if "PROXMF_BENCH_DATA" not in os.environ:
+        shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "hsi"
+        if shared.is_dir():
+            os.environ["PROXMF_BENCH_DATA"] = str(shared)
+    problem = samson_problem(load_registry(use_entry_points=False))
     test, val, train_patches = patches(problem, args.seed)
     start = time.perf_counter()
     path, result = train(problem, train_patches, val, args, args.out)
