@@ -31,7 +31,9 @@ ENV_PLUGINS = "PROXMF_BENCH_PLUGINS"
 BUILTIN_PLUGINS = (
     "proxmf_bench.prox",
     "proxmf_bench.solvers.mu",
+    "proxmf_bench.solvers.nalmu",
     "proxmf_bench.datasets.synthetic",
+    "proxmf_bench.datasets.nnls_toy",
     "proxmf_bench.datasets.hsi",
     "proxmf_bench.datasets.digits",
 )
