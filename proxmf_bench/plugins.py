@@ -33,10 +33,12 @@ ENV_PLUGINS = "PROXMF_BENCH_PLUGINS"
 BUILTIN_PLUGINS = (
     "proxmf_bench.prox",
     "proxmf_bench.solvers.mu",
+    "proxmf_bench.solvers.nalmu",
     "proxmf_bench.solvers.peer_sklearn",
     "proxmf_bench.solvers.peer_tensorly",
     "proxmf_bench.solvers.peer_torchnmf",
     "proxmf_bench.datasets.synthetic",
+    "proxmf_bench.datasets.nnls_toy",
     "proxmf_bench.datasets.hsi",
     "proxmf_bench.datasets.digits",
 )
