@@ -31,6 +31,11 @@ ENV_PLUGINS = "PROXMF_BENCH_PLUGINS"
 BUILTIN_PLUGINS = (
     "proxmf_bench.prox",
     "proxmf_bench.solvers.mu",
+    "proxmf_bench.solvers.pgm",
+    "proxmf_bench.solvers.pgm_momentum",
+    "proxmf_bench.solvers.fista",
+    "proxmf_bench.solvers.adaprox",
+    "proxmf_bench.solvers.pgm_torch",
     "proxmf_bench.datasets.synthetic",
 )
 

@@ -137,7 +137,8 @@ def select(text: str, table: Mapping[str, Any], registry: Any, noun: str) -> lis
             grid_keys = [k for k, v in spec.grid.items() if isinstance(v, (list, tuple)) and k not in given]
             for combo in expand_grid(merged):
                 resolved = spec.resolve(combo, registry)
-                shown = {k: resolved[k] for k in combo if k in given or k in grid_keys}
+                # a key may be shorthand that resolves into others (pgm's prox= for prox_W/prox_H)
+                shown = {k: resolved.get(k, combo[k]) for k in combo if k in given or k in grid_keys}
                 variants.append(Variant(spec.name, resolved, format_label(spec.name, shown)))
     seen: set[tuple[str, str]] = set()
     unique = []
