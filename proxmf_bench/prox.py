@@ -131,10 +131,11 @@ def simplex_threshold(V: torch.Tensor, s: float, dim: int = 0) -> torch.Tensor:
     css = U.cumsum(dim).sub_(s)
     shape = [1] * V.ndim
     shape[dim] = V.shape[dim]
-    k = torch.arange(1, V.shape[dim] + 1, device=V.device).view(shape)
-    active = U * k.to(V.dtype) > css
-    rho = torch.where(active, k, 0).amax(dim, keepdim=True).clamp_min_(1)
-    return css.gather(dim, rho - 1) / rho.to(V.dtype)
+    k = torch.arange(1, V.shape[dim] + 1, device=V.device, dtype=V.dtype).view(shape)
+    # the condition holds for k = 1..rho and fails after, so rho is the count of its successes
+    # (at a boundary blurred by round-off, both candidate rho give the same theta)
+    rho = torch.gt(U.mul_(k), css).sum(dim, keepdim=True).clamp_min_(1)
+    return css.gather(dim, rho - 1) / rho
 
 
 @_vectorwise

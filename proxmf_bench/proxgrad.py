@@ -1,11 +1,13 @@
-r"""Building blocks shared by the proximal-gradient solver family (``solvers/pgm*.py`` etc.).
+r"""Building blocks shared by the proximal-gradient solver family (``pgm``, ``pgm_momentum``,
+``fista``, ``adaprox``, ``pgm_torch``) and by third-party solvers that want the same interface.
 
 **Choosing the prox operators.** Every solver built with :func:`prox_solver_spec` takes the
 parameters ``prox_W`` and ``prox_H``: the name of any registered prox operator (third-party
 ones included), resolved through the registry. The chosen operator's own parameters are given
 with the block as suffix (``lam_H=0.1``, ``radius_W=2``). Unsuffixed ``prox=...`` and
 ``lam=...`` are shorthand for both blocks (a suffixed value wins); an unsuffixed prox parameter
-applies to every block whose operator declares it. So ``pgm[prox=l1,lam=0.1]`` puts
+applies to every block whose operator declares it (unless the solver has a parameter of that
+name, which takes it). So ``pgm[prox=l1,lam=0.1]`` puts
 ``l1`` with ``lam=0.1`` on ``W`` and on ``H``. Resolved parameters are flat
 (``{"prox_H": <ProxSpec l1>, "lam_H": 0.1, ...}``) and are recorded as such in the results'
 ``solver_params`` (the prox by name).
@@ -16,21 +18,25 @@ applies to every block whose operator declares it. So ``pgm[prox=l1,lam=0.1]`` p
     \nabla_H f = (W^\top W) H - W^\top Y, \qquad \nabla_W f = W (H H^\top) - Y H^\top,
 
 so each block needs one :math:`r \times r` Gram and one cross product with ``Y``; its gradient
-is Lipschitz with constant :math:`L = \lambda_{\max}` of that Gram, computed by
-``torch.linalg.eigvalsh`` on the :math:`r \times r` matrix. Blocks are oriented so that the
+is Lipschitz with constant :math:`L = \lambda_{\max}` of that Gram, from the eigenvalues of the
+:math:`r \times r` matrix (``torch.linalg.eigvalsh``, or LAPACK directly on the CPU). Blocks are oriented so that the
 Gram always multiplies from the same side: the ``W`` block works on :math:`W^\top`
 (``r x m``), whose gradient is :math:`(H H^\top) W^\top - H Y^\top`.
 """
 
 from __future__ import annotations
 
+import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from scipy.linalg import lapack
 
 from proxmf_bench.errors import UserError
+from proxmf_bench.problem import Problem
 from proxmf_bench.selection import did_you_mean
 from proxmf_bench.specs import Param, ProxSpec, SolverSpec, coerce_params
 
@@ -59,13 +65,11 @@ class BoundProx:
         return float(self.spec.penalty(X, **self.params))
 
 
-def prox_params(block: str) -> tuple[Param, ...]:
+def prox_param(block: str) -> Param:
     """The declared ``prox_<block>`` parameter (what ``proxmf-bench list`` shows)."""
-    return (
-        Param(
-            f"prox_{block}", DEFAULT_PROX, str,
-            f"prox operator on {block} (any registered one); its parameters take the suffix _{block}",
-        ),
+    return Param(
+        f"prox_{block}", DEFAULT_PROX, str,
+        f"prox operator on {block} (any registered one); its parameters take the suffix _{block}",
     )
 
 
@@ -154,20 +158,40 @@ def prox_solver_spec(
 
     def resolve(given: Mapping[str, Any], registry: Any) -> dict[str, Any]:
         resolved = resolve_prox_params(given, registry, params, f"solver {name}")
-        problem = check(resolved) if check is not None else None
-        if problem:
-            raise UserError(f"solver {name}: {problem}")
+        message = check(resolved) if check is not None else None
+        if message:
+            raise UserError(f"solver {name}: {message}")
         return resolved
 
     return SolverSpec(
-        name=name, factory=factory, params=prox_params("W") + prox_params("H") + params,
+        name=name, factory=factory, params=(prox_param("W"), prox_param("H"), *params),
         grid=dict(grid or {}), summary=summary, resolve_params=resolve,
     )
 
 
+_SYEVD = {torch.float64: lapack.dsyevd, torch.float32: lapack.ssyevd}
+
+
+def extreme_eigenvalues(gram: torch.Tensor) -> tuple[float, float]:
+    """Smallest and largest eigenvalue of a symmetric ``r x r`` Gram; NaN if it is not finite.
+
+    On the CPU, LAPACK's ``syevd`` is called directly: ``torch.linalg.eigvalsh`` adds some
+    30 us of fixed overhead per call, as much as all the products of a small problem.
+    """
+    syevd = _SYEVD.get(gram.dtype) if gram.device.type == "cpu" else None
+    if syevd is not None:
+        eigenvalues, _, info = syevd(gram.detach().numpy(), compute_v=0)
+        return (float(eigenvalues[0]), float(eigenvalues[-1])) if info == 0 else (math.nan, math.nan)
+    try:
+        eigenvalues = torch.linalg.eigvalsh(gram)
+    except torch.linalg.LinAlgError:
+        return math.nan, math.nan
+    return float(eigenvalues[0]), float(eigenvalues[-1])
+
+
 def lipschitz(gram: torch.Tensor) -> float:
-    """Largest eigenvalue of a symmetric PSD ``r x r`` Gram."""
-    return float(torch.linalg.eigvalsh(gram)[-1])
+    """Largest eigenvalue of a symmetric PSD ``r x r`` Gram: the block gradient's Lipschitz constant."""
+    return extreme_eigenvalues(gram)[1]
 
 
 def safe_step(scale: float, L: float) -> float:
@@ -176,11 +200,17 @@ def safe_step(scale: float, L: float) -> float:
 
 
 def gram_gradient(gram: torch.Tensor, X: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
-    """``gram @ X - cross`` as one fused product."""
+    """The block gradient ``gram @ X - cross`` as one fused product."""
     return torch.addmm(cross, gram, X, beta=-1)
 
 
-class AlternatingProxSolver:
+def gradient_step(gram: torch.Tensor, X: torch.Tensor, cross: torch.Tensor, step: float) -> torch.Tensor:
+    """``X - step * (gram @ X - cross)`` as ``(X + step * cross) - step * gram @ X``: one
+    elementwise pass and one fused product."""
+    return torch.addmm(torch.add(X, cross, alpha=step), gram, X, alpha=-step)
+
+
+class AlternatingProxSolver(ABC):
     r"""Base of the analytic solvers: alternate a block update on :math:`H`, then on :math:`W^\top`.
 
     Both blocks are held as ``r x k`` matrices (``H`` and ``Wt`` :math:`= W^\top`) so that one
@@ -196,7 +226,7 @@ class AlternatingProxSolver:
         self.prox_W = prox_W
         self.prox_H = prox_H
 
-    def init(self, problem: Any, W0: torch.Tensor, H0: torch.Tensor) -> None:
+    def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
         self.problem = problem
         self.Y = problem.Y
         self.fixed_W = problem.fixed_W
@@ -226,9 +256,9 @@ class AlternatingProxSolver:
             gram, cross = self.W_side()
             self.Wt = self.update("W", self.Wt, gram, cross)
 
+    @abstractmethod
     def update(self, block: str, X: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
         """Return the new value of ``X`` (``H`` or ``Wt``) given its block's products."""
-        raise NotImplementedError
 
     def prox(self, block: str, Z: torch.Tensor, step: float) -> torch.Tensor:
         """Apply the block's prox to ``Z`` (``r x k`` orientation) with step ``step``."""

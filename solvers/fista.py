@@ -30,7 +30,7 @@ import math
 import torch
 
 from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.proxgrad import AlternatingProxSolver, BoundProx, gram_gradient, lipschitz, prox_solver_spec, safe_step
+from proxmf_bench.proxgrad import AlternatingProxSolver, BoundProx, gradient_step, lipschitz, prox_solver_spec, safe_step
 from proxmf_bench.solvers.pgm import STEP_SCALE
 from proxmf_bench.specs import Param
 
@@ -71,9 +71,9 @@ class FISTA(AlternatingProxSolver):
     def update(self, block: str, X: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
         state = self.state[block]
         previous = state.get("previous")
-        V = X if previous is None or self.beta == 0 else X + self.beta * (X - previous)
+        V = X if previous is None or self.beta == 0 else X.lerp(previous, -self.beta)  # X + beta (X - prev)
         t = safe_step(self.step_scale, lipschitz(gram))
-        Z = self.prox(block, gram_gradient(gram, V, cross).mul_(-t).add_(V), t)
+        Z = self.prox(block, gradient_step(gram, V, cross, t), t)
         if self.restart == "gradient":
             self.angle += float(torch.sum((V - Z) * (Z - X)))
         state["previous"] = X

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.proxgrad import AlternatingProxSolver, BoundProx, gram_gradient, lipschitz, prox_solver_spec, safe_step
+from proxmf_bench.proxgrad import AlternatingProxSolver, BoundProx, gradient_step, lipschitz, prox_solver_spec, safe_step
 from proxmf_bench.solvers.pgm import STEP_SCALE
 from proxmf_bench.specs import Param
 
@@ -31,7 +31,7 @@ class HeavyBallPGM(AlternatingProxSolver):
     def update(self, block: str, X: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
         t = safe_step(self.step_scale, lipschitz(gram))
         state = self.state[block]
-        Z = gram_gradient(gram, X, cross).mul_(-t).add_(X)
+        Z = gradient_step(gram, X, cross, t)
         previous = state.get("previous")
         if previous is not None:
             Z.add_(X, alpha=self.beta).sub_(previous, alpha=self.beta)

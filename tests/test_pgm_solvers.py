@@ -213,3 +213,17 @@ def test_cuda_matches_cpu(registry, selection):
     for x, y in zip(a.factors(), b.factors()):
         assert y.device.type == "cuda"
         torch.testing.assert_close(y.cpu(), x, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_extreme_eigenvalues_agree_with_torch(dtype):
+    from proxmf_bench.proxgrad import extreme_eigenvalues, lipschitz
+
+    A = torch.randn(7, 30, dtype=dtype)
+    gram = A @ A.T
+    expected = torch.linalg.eigvalsh(gram.double())
+    smallest, largest = extreme_eigenvalues(gram.T)  # any layout
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert smallest == pytest.approx(float(expected[0]), rel=tol)
+    assert largest == lipschitz(gram) == pytest.approx(float(expected[-1]), rel=tol)
+    assert all(np.isnan(extreme_eigenvalues(torch.full((3, 3), float("nan"), dtype=dtype))))
