@@ -8,8 +8,8 @@
    and against the same PGM iteration written inline without the solver classes.
 
 Everything is measured in one process, on one thread, with denormals flushed; methods are
-interleaved round by round and the median round is reported, so the ratios are comparable
-even when the machine is busy. Run::
+interleaved round by round and the best round of each is reported (as ``timeit`` does: other
+processes only ever add time), so the ratios are comparable even on a busy machine. Run::
 
     python benchmarks/prox_pgm_speed.py            # all sizes (a few minutes)
     python benchmarks/prox_pgm_speed.py --quick    # small sizes only
@@ -21,7 +21,6 @@ in functions called under ``__main__``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -56,7 +55,7 @@ def soft_threshold_torch(V: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 def _interleaved(methods: dict[str, Callable[[], object]], rounds: int, min_time: float) -> dict[str, float]:
-    """Median seconds per call of each method, timed in interleaved rounds."""
+    """Best seconds per call of each method over interleaved rounds."""
     counts = {}
     for name, fn in methods.items():  # warm up and pick a count that lasts ~min_time
         fn()
@@ -71,10 +70,10 @@ def _interleaved(methods: dict[str, Callable[[], object]], rounds: int, min_time
             for _ in range(counts[name]):
                 fn()
             samples[name].append((time.perf_counter() - start) / counts[name])
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: min(values) for name, values in samples.items()}
 
 
-def prox_throughput(sizes: list[int], rounds: int) -> list[dict]:
+def prox_throughput(sizes: list[int], rounds: int, min_time: float = 0.05) -> list[dict]:
     from proxmf_bench.prox import prox_l1, prox_simplex
 
     rows = []
@@ -89,14 +88,14 @@ def prox_throughput(sizes: list[int], rounds: int) -> list[dict]:
                 "l1 (numpy reference)": lambda: soft_threshold_numpy(A, 0.5),
                 "l1 (textbook torch)": lambda: soft_threshold_torch(X, 0.5),
             }
-            seconds = _interleaved(methods, rounds, min_time=0.05)
+            seconds = _interleaved(methods, rounds, min_time)
             for name, sec in seconds.items():
                 rows.append({"dtype": str(dtype).removeprefix("torch."), "elements": X.numel(), "method": name,
                              "elements_per_s": X.numel() / sec})
     return rows
 
 
-def pgm_iteration(sizes: list[tuple[int, int, int]], rounds: int) -> list[dict]:
+def pgm_iteration(sizes: list[tuple[int, int, int]], rounds: int, min_time: float = 0.2) -> list[dict]:
     from proxmf_bench.plugins import load_registry
     from proxmf_bench.problem import Problem, initial_factors
     from proxmf_bench.selection import select
@@ -116,7 +115,7 @@ def pgm_iteration(sizes: list[tuple[int, int, int]], rounds: int) -> list[dict]:
                 solver = registry.get_solver(variant.name).factory(**variant.params)
                 solver.init(problem, W0.clone(), H0.clone())
                 methods[variant.label] = solver.step
-            seconds = _interleaved(methods, rounds, min_time=0.2)
+            seconds = _interleaved(methods, rounds, min_time)
             floor = seconds["bare matmul floor"]
             for name, sec in seconds.items():
                 rows.append({"size": f"{m}x{n} r{r}", "dtype": str(dtype).removeprefix("torch."), "method": name,
@@ -166,19 +165,25 @@ def _print_table(rows: list[dict], columns: list[str], formats: dict[str, str]) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and fewer rounds")
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds per method (default 7, 3 with --quick)")
+    parser.add_argument("--only", choices=("prox", "pgm"), help="run one of the two measurements")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    rounds = 3 if args.quick else 7
+    rounds = args.rounds or (3 if args.quick else 7)
     prox_sizes = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6, 10**7]
     pgm_sizes = [(200, 500, 10)] if args.quick else [(200, 500, 10), (1000, 1000, 20)]
-    print(f"torch {torch.__version__}, numpy {np.__version__}, threads {torch.get_num_threads()}\n")
-    print(f"Prox throughput (columns of length {VECTOR_LENGTH}), elements/s:\n")
-    _print_table(prox_throughput(prox_sizes, rounds), ["dtype", "elements", "method", "elements_per_s"],
-                 {"elements_per_s": ".3g"})
-    print("Per-iteration time (nonneg on both blocks):\n")
-    _print_table(pgm_iteration(pgm_sizes, rounds), ["size", "dtype", "method", "ms_per_iter", "vs_floor", "vs_inline"],
-                 {"ms_per_iter": ".3f", "vs_floor": ".2f", "vs_inline": ".2f"})
+    print(f"torch {torch.__version__}, numpy {np.__version__}, threads {torch.get_num_threads()}, "
+          f"best of {rounds} rounds\n")
+    if args.only != "pgm":
+        print(f"Prox throughput (columns of length {VECTOR_LENGTH}), elements/s:\n")
+        _print_table(prox_throughput(prox_sizes, rounds), ["dtype", "elements", "method", "elements_per_s"],
+                     {"elements_per_s": ".3g"})
+    if args.only != "prox":
+        print("Per-iteration time (nonneg on both blocks):\n")
+        _print_table(pgm_iteration(pgm_sizes, rounds),
+                     ["size", "dtype", "method", "ms_per_iter", "vs_floor", "vs_inline"],
+                     {"ms_per_iter": ".3f", "vs_floor": ".2f", "vs_inline": ".2f"})
 
 
 if __name__ == "__main__":

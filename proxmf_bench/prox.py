@@ -243,12 +243,12 @@ BUILTIN_PROX = (
     ProxSpec(
         "simplex", prox_simplex,
         params=(Param("s", 1.0, float, "sum of each vector", low=0.0), _axis("project")),
-        summary="exact Euclidean projection onto {x >= 0, sum x = s}, sort-based, per column",
+        summary="exact Euclidean projection of each column (or row) onto {x >= 0, sum x = s}, sort-based",
     ),
     ProxSpec(
         "unity", prox_unity,
         params=(Param("s", 1.0, float, "sum of each vector", low=0.0), _axis("normalise")),
-        summary="max(x, 0) / sum(max(x, 0)) per column (the seed's normalisation; not a projection)",
+        summary="s max(x, 0) / sum(max(x, 0)) per column or row (the seed's normalisation; not a projection)",
     ),
     ProxSpec("l1", prox_l1, params=(_lam("weight of lam * ||x||_1"),), penalty=penalty_l1,
              summary="soft threshold, prox of lam * ||x||_1"),
@@ -271,18 +271,18 @@ BUILTIN_PROX = (
     ProxSpec(
         "l2_ball", prox_l2_ball,
         params=(Param("radius", 1.0, float, "ball radius", low=0.0), _axis("project")),
-        summary="projection onto {||x||_2 <= radius} per column",
+        summary="projection of each column (or row) onto {||x||_2 <= radius}",
     ),
     ProxSpec(
         "l1_ball", prox_l1_ball,
         params=(Param("radius", 1.0, float, "ball radius", low=0.0), _axis("project")),
-        summary="exact projection onto {||x||_1 <= radius} per column",
+        summary="exact projection of each column (or row) onto {||x||_1 <= radius}",
     ),
     ProxSpec("l0", prox_l0, params=(_lam("weight of lam * ||x||_0"),), penalty=penalty_l0,
              summary="hard threshold, prox of lam * ||x||_0 (nonconvex)"),
     ProxSpec(
         "l21", prox_l21, params=(_lam("weight of lam * sum of group norms"), _axis("groups are")),
-        penalty=penalty_l21, summary="group soft threshold, prox of lam * sum_g ||x_g||_2",
+        penalty=penalty_l21, summary="group soft threshold, prox of lam * sum_g ||x_g||_2 (groups: columns or rows)",
     ),
 )
 

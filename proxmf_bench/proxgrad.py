@@ -91,7 +91,10 @@ def resolve_prox_params(
     specs: dict[str, ProxSpec] = {}
     for block in BLOCKS:
         name = rest.pop(f"prox_{block}", shorthand_prox if shorthand_prox is not None else DEFAULT_PROX)
-        specs[block] = registry.get_prox(str(name).strip())
+        try:
+            specs[block] = registry.get_prox(str(name).strip())
+        except UserError as exc:
+            raise UserError(f"{owner}: prox_{block}: {exc}") from None
         resolved[f"prox_{block}"] = specs[block]
     used: set[str] = set()
     for block in BLOCKS:

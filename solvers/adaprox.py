@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 
 from proxmf_bench.hookspecs import hookimpl
+from proxmf_bench.problem import Problem
 from proxmf_bench.proxgrad import AlternatingProxSolver, BoundProx, gram_gradient, prox_solver_spec
 from proxmf_bench.specs import Param
 
@@ -49,13 +50,13 @@ class AdaProx(AlternatingProxSolver):
         self.lr, self.variant, self.b1, self.b2, self.eps = lr, variant, b1, b2, eps
         self.prox_iter, self.prox_tol = prox_iter, prox_tol
 
-    def init(self, problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
+    def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
         super().init(problem, W0, H0)
         for block, X in (("W", self.Wt), ("H", self.H)):
             rms = float(torch.linalg.vector_norm(X)) / max(X.numel(), 1) ** 0.5
             self.state[block].update(
-                k=0, alpha=self.lr * (rms if rms > 0 else 1.0),
-                m=torch.zeros_like(X), v=torch.zeros_like(X), vmax=torch.zeros_like(X),
+                k=0, alpha=self.lr * (rms if rms > 0 else 1.0), m=torch.zeros_like(X), v=torch.zeros_like(X),
+                vmax=torch.zeros_like(X) if self.variant == "amsgrad" else None,
             )
 
     def update(self, block: str, X: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:

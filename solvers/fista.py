@@ -30,6 +30,7 @@ import math
 import torch
 
 from proxmf_bench.hookspecs import hookimpl
+from proxmf_bench.problem import Problem
 from proxmf_bench.proxgrad import AlternatingProxSolver, BoundProx, gradient_step, lipschitz, prox_solver_spec, safe_step
 from proxmf_bench.solvers.pgm import STEP_SCALE
 from proxmf_bench.specs import Param
@@ -45,10 +46,12 @@ class FISTA(AlternatingProxSolver):
         self.step_scale = step_scale
         self.restart = restart
 
-    def init(self, problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
+    def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
         super().init(problem, W0, H0)
-        self.theta = 1.0
-        self.objective = math.inf
+        self.theta = 1.0  # the FISTA sequence; 1 after a restart
+        self.beta = 0.0  # this iteration's extrapolation weight
+        self.angle = 0.0  # this iteration's sum of <V - X_new, X_new - X> (gradient restart)
+        self.objective = math.inf  # f + g after the last iteration (function restart)
         self.restarts = 0
 
     def step(self) -> None:

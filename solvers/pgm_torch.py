@@ -16,6 +16,7 @@ import torch
 
 from proxmf_bench.hookspecs import hookimpl
 from proxmf_bench.optim import PGM
+from proxmf_bench.problem import Problem
 from proxmf_bench.proxgrad import BoundProx, lipschitz, prox_solver_spec, safe_step
 from proxmf_bench.solvers.pgm import STEP_SCALE
 from proxmf_bench.specs import Param
@@ -36,7 +37,7 @@ class TorchPGM:
         self.step_scale = step_scale
         self.options = dict(momentum=momentum, dampening=dampening, nesterov=nesterov)
 
-    def init(self, problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
+    def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
         self.Y = problem.Y
         self.fixed_W = problem.fixed_W
         self.W = W0.clone().requires_grad_(not self.fixed_W)

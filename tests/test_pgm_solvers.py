@@ -227,3 +227,21 @@ def test_extreme_eigenvalues_agree_with_torch(dtype):
     assert smallest == pytest.approx(float(expected[0]), rel=tol)
     assert largest == lipschitz(gram) == pytest.approx(float(expected[-1]), rel=tol)
     assert all(np.isnan(extreme_eigenvalues(torch.full((3, 3), float("nan"), dtype=dtype))))
+
+
+def test_speed_script_runs_at_tiny_sizes():
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("prox_pgm_speed", REPO / "benchmarks" / "prox_pgm_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # importing runs nothing
+    V = torch.randn(6, 9, dtype=torch.float64)
+    from proxmf_bench.prox import prox_simplex
+
+    np.testing.assert_allclose(module.simplex_numpy(V.numpy(), 1.5), prox_simplex(V, 1.0, s=1.5).numpy(), atol=1e-12)
+    rows = module.prox_throughput([1000], rounds=1, min_time=1e-4)
+    assert {r["method"] for r in rows} >= {"simplex (ours, torch)", "l1 (numpy reference)"}
+    rows = module.pgm_iteration([(20, 30, 2)], rounds=1, min_time=1e-4)
+    assert all(r["ms_per_iter"] > 0 for r in rows) and {r["method"] for r in rows} >= {"pgm", "bare matmul floor"}
