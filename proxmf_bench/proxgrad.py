@@ -26,6 +26,7 @@ Gram always multiplies from the same side: the ``W`` block works on :math:`W^\to
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -33,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from scipy.linalg import lapack
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.problem import Problem
@@ -172,7 +172,17 @@ def prox_solver_spec(
     )
 
 
-_SYEVD = {torch.float64: lapack.dsyevd, torch.float32: lapack.ssyevd}
+@functools.cache
+def _syevd(dtype: torch.dtype) -> Callable[..., Any] | None:
+    from scipy.linalg import lapack  # on first use: importing scipy.linalg slows every start-up
+
+    return {torch.float64: lapack.dsyevd, torch.float32: lapack.ssyevd}.get(dtype)
+
+
+def load_eigensolver() -> None:
+    """Import the CPU eigensolver now. Solver constructors call this, so that the import
+    happens when the harness builds a solver, never inside the timed ``init``/``step``."""
+    _syevd(torch.float64)
 
 
 def extreme_eigenvalues(gram: torch.Tensor) -> tuple[float, float]:
@@ -181,7 +191,7 @@ def extreme_eigenvalues(gram: torch.Tensor) -> tuple[float, float]:
     On the CPU, LAPACK's ``syevd`` is called directly: ``torch.linalg.eigvalsh`` adds some
     30 us of fixed overhead per call, as much as all the products of a small problem.
     """
-    syevd = _SYEVD.get(gram.dtype) if gram.device.type == "cpu" else None
+    syevd = _syevd(gram.dtype) if gram.device.type == "cpu" else None
     if syevd is not None:
         eigenvalues, _, info = syevd(gram.detach().numpy(), compute_v=0)
         return (float(eigenvalues[0]), float(eigenvalues[-1])) if info == 0 else (math.nan, math.nan)
@@ -228,6 +238,7 @@ class AlternatingProxSolver(ABC):
     def __init__(self, prox_W: BoundProx, prox_H: BoundProx) -> None:
         self.prox_W = prox_W
         self.prox_H = prox_H
+        load_eigensolver()
 
     def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
         self.problem = problem
