@@ -19,12 +19,15 @@ import torch
 
 from proxmf_bench.hookspecs import hookimpl
 from proxmf_bench.problem import Problem
+from proxmf_bench.resources import check_memory
 from proxmf_bench.specs import DatasetSpec, Param
 
 
 def make_synthetic(params: Mapping[str, Any], seed: int) -> Problem:
     """Build the float64 CPU problem described in the module docstring."""
     m, n, r = params["m"], params["n"], params["rank"]
+    # W H, the noise and Y are alive at once, in float64; refused before allocating.
+    check_memory(8 * (3 * m * n + 2 * (m + n) * r), f"synthetic data of {m} x {n} (rank {r})")
     key = json.dumps(dict(params), sort_keys=True) + f"|{seed}"
     gen = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1)
     W = torch.randn(m, r, generator=gen, dtype=torch.float64).abs_()
@@ -53,6 +56,9 @@ def _snr_db(clean: torch.Tensor, noise: torch.Tensor) -> float:
 
 
 def load(params: Mapping[str, Any], seed: int, device: torch.device, dtype: torch.dtype) -> Problem:
+    if torch.device(device).type != "cpu":
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        check_memory(itemsize * params["m"] * params["n"], f"synthetic data of {params['m']} x {params['n']}", device)
     return make_synthetic(params, seed).to(device, dtype)
 
 

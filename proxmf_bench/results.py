@@ -3,19 +3,27 @@
 One run directory holds ``results.parquet`` (long format: one row per recorded point) and
 ``meta.json``. Both are written to a temporary file in the same directory and renamed into
 place, so a reader never sees a half-written file.
+
+A damaged file is never silently misread: parquet pages carry CRC checksums, and the schema
+metadata carries a SHA-256 digest of the table's content (column names, dtypes and values)
+that :func:`read_frame` recomputes. Truncation, a flipped bit in the data or in the footer,
+or a renamed column all give a clear :class:`~proxmf_bench.errors.UserError`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from proxmf_bench.errors import UserError
 
@@ -44,11 +52,36 @@ def to_frame(rows: Iterable[dict[str, Any]], run_id: str, threads: int) -> pd.Da
         frame = pd.DataFrame(columns=[c for c in COLUMNS + EXTRA_COLUMNS if c not in ("run_id", "threads")])
     frame.insert(0, "run_id", run_id)
     frame["threads"] = threads
+    return _tidy(frame)
+
+
+def concat_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Stack the tables of several cells into one, with the column order of :func:`to_frame`.
+
+    Cells on datasets without ground truth lack the metric columns; they get NaN there.
+    """
+    if not frames:
+        return to_frame([], "", 1)
+    return _tidy(pd.concat(frames, ignore_index=True))
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Public columns first, then the extra ones, then metrics sorted by name; typed."""
     metrics = sorted(c for c in frame.columns if c not in COLUMNS and c not in EXTRA_COLUMNS)
     frame = frame[list(COLUMNS) + list(EXTRA_COLUMNS) + metrics]
     types = {c: t for c, t in _DTYPES.items() if c in frame.columns}
     types.update({c: "float64" for c in metrics})
     return frame.astype(types)
+
+
+def _file_mode() -> int:
+    """Permissions of a newly created file under the current umask (mkstemp would give 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -57,6 +90,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), _FILE_MODE)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -66,12 +100,54 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_results(run_dir: Path, frame: pd.DataFrame) -> Path:
+_DIGEST_KEY = b"proxmf_bench.sha256"
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 of a table's column names, dtypes and values (row order included)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    if len(frame.columns):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def frame_to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """Parquet bytes with page checksums and a content digest in the schema metadata."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), _DIGEST_KEY: frame_digest(frame).encode()}
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    path = run_dir / RESULTS_FILE
-    atomic_write_bytes(path, buffer.getvalue())
+    pq.write_table(table.replace_schema_metadata(metadata), buffer, write_page_checksum=True)
+    return buffer.getvalue()
+
+
+def write_frame(path: Path, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` to ``path`` atomically (see :func:`frame_to_parquet_bytes`)."""
+    atomic_write_bytes(path, frame_to_parquet_bytes(frame))
     return path
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """Read a parquet file written by :func:`write_frame`, verifying checksums and digest.
+
+    Raises :class:`UserError` naming the file when it cannot be read or its content does not
+    match its digest. Files without a digest (written by other tools) are checked by parquet's
+    own structure only.
+    """
+    try:
+        table = pq.read_table(path, page_checksum_verification=True)
+        frame = table.to_pandas()
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path} is not a readable results file ({type(exc).__name__}: {reason})") from None
+    expected = (table.schema.metadata or {}).get(_DIGEST_KEY)
+    if expected is not None and expected.decode(errors="replace") != frame_digest(frame):
+        raise UserError(f"{path} is corrupt: its content does not match the checksum stored in it")
+    return frame
+
+
+def write_results(run_dir: Path, frame: pd.DataFrame) -> Path:
+    return write_frame(run_dir / RESULTS_FILE, frame)
 
 
 def write_meta(run_dir: Path, meta: dict[str, Any]) -> Path:
@@ -87,10 +163,7 @@ def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
         path = path / RESULTS_FILE
     if not path.is_file():
         raise UserError(f"no results found at {path}")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for damaged files
-        raise UserError(f"{path} is not a readable results file ({type(exc).__name__}: {exc})") from None
+    frame = read_frame(path)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"{path} lacks the columns {', '.join(missing)}: not a proxmf-bench results file")
@@ -103,5 +176,5 @@ def load_meta(run_dir: str | os.PathLike) -> dict[str, Any]:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"no {META_FILE} in {run_dir}") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
