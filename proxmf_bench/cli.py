@@ -141,10 +141,11 @@ def _registry(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from proxmf_bench.runner import run_benchmark
 
-    if args.resume is not None and not args.plugin:
+    if args.resume is not None and not args.plugin:  # the plugins the run was started with
+        from proxmf_bench.grid import saved_plugin_files
         from proxmf_bench.store import RunStore
 
-        args.plugin = RunStore(Path(args.resume)).read_manifest()["plugin_files"]
+        args.plugin = saved_plugin_files(RunStore(Path(args.resume)).read_manifest())
     registry = _registry(args)
     observer_factory = None
     if sys.stderr.isatty():

@@ -20,11 +20,13 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.harness import Cell, CellResult, _describe, failed_result
 from proxmf_bench.isolation import CellWorker
+
+if TYPE_CHECKING:
+    from proxmf_bench.harness import Cell, CellResult
 
 CONNECT_TIMEOUT = "20s"
 
@@ -89,6 +91,8 @@ def run_dask(
     As many cells are in flight as the cluster has worker threads; each result goes to
     ``on_result`` when it arrives. Returns ``True`` if Ctrl-C stopped the run.
     """
+    from proxmf_bench.harness import CellResult, _describe, failed_result
+
     Client, LocalCluster, as_completed = import_dask()
     cluster = None
     if scheduler is None:

@@ -10,12 +10,14 @@ cell, in order.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.harness import Cell, Limits, build_cells
-from proxmf_bench.plugins import Registry
+from proxmf_bench.plugins import ENV_PLUGINS, Registry
 from proxmf_bench.selection import Variant, select
 
 MANIFEST_FORMAT = 1
@@ -72,15 +74,24 @@ class GridSpec:
         return cls(**values)
 
 
-def manifest(run_id: str, spec: GridSpec, plugin_files: list[str], cells: list[Cell]) -> dict[str, Any]:
+def manifest(run_id: str, spec: GridSpec, registry: Registry, cells: list[Cell]) -> dict[str, Any]:
     """The content of ``grid.json``."""
+    source = registry.source or {}
     return {
         "format": MANIFEST_FORMAT,
         "run_id": run_id,
         "grid": spec.to_dict(),
-        "plugin_files": plugin_files,
+        "plugin_files": source.get("plugin_files", []),
+        "env_files": source.get("env_files", []),
         "cells": [{"id": c.id, **_brief(c)} for c in cells],
     }
+
+
+def saved_plugin_files(saved: dict[str, Any]) -> list[str]:
+    """The plugin files a resumed run loads: its ``--plugin`` files, and the files its
+    ``$PROXMF_BENCH_PLUGINS`` named that the environment no longer names."""
+    current = {str(Path(p).expanduser().absolute()) for p in os.environ.get(ENV_PLUGINS, "").split(os.pathsep) if p}
+    return [*saved["plugin_files"], *(f for f in saved.get("env_files", []) if f not in current)]
 
 
 def _brief(cell: Cell) -> dict[str, Any]:

@@ -25,10 +25,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.harness import Cell, CellResult, failed_result
+
+if TYPE_CHECKING:
+    from proxmf_bench.harness import Cell, CellResult
+
+# The parent-side code here does not import torch: a dask worker only relays cells to its
+# worker processes, which import it themselves.
 
 # How long a worker may take to import torch and load the plugins before it is given up on.
 STARTUP_TIMEOUT = 300.0
@@ -212,6 +217,8 @@ def run_local_pool(
     Returns ``True`` if Ctrl-C stopped the run (the running cells then recorded as
     ``interrupted``), ``False`` when every cell finished.
     """
+    from proxmf_bench.harness import CellResult
+
     queue = deque(pending)
     workers: list[CellWorker] = []
     try:
@@ -251,6 +258,8 @@ def run_local_pool(
 
 def _replace(workers, worker, needed: bool, payload, max_memory, on_result, cells, reason: str) -> None:
     """Record the dead worker's cell as an error; put a fresh worker in its place if ``needed``."""
+    from proxmf_bench.harness import failed_result
+
     index = worker.index
     if needed:
         workers[workers.index(worker)] = CellWorker(payload, max_memory)
@@ -262,6 +271,8 @@ def _replace(workers, worker, needed: bool, payload, max_memory, on_result, cell
 
 def _collect_interrupted(workers: list[CellWorker], cells: list[Cell], on_result) -> None:
     """After Ctrl-C: the partial results of the running cells, or a placeholder for each."""
+    from proxmf_bench.harness import CellResult, failed_result
+
     busy = [w for w in workers if w.busy and w.proc.poll() is None]
     for worker in busy:
         worker.interrupt()
@@ -333,7 +344,7 @@ def _worker_main() -> int:
         return 1
     _send(proto_out, ("ready", len(cells)))
 
-    from proxmf_bench.harness import ProblemCache, _Interrupted, run_grid_cell
+    from proxmf_bench.harness import ProblemCache, _Interrupted, failed_result, run_grid_cell
     from proxmf_bench.schedule import RecordSchedule
 
     cache = ProblemCache(registry)

@@ -23,7 +23,7 @@ import torch
 
 from proxmf_bench import environment
 from proxmf_bench.errors import UserError
-from proxmf_bench.grid import GridSpec, explain_changes, manifest
+from proxmf_bench.grid import GridSpec, explain_changes, manifest, saved_plugin_files
 from proxmf_bench.harness import CellObserver, CellResult, Limits, parse_devices, parse_dtypes, preflight, run_grid
 from proxmf_bench.interrupts import InterruptGuard
 from proxmf_bench.plugins import Registry, load_registry
@@ -132,13 +132,12 @@ def run_benchmark(
         raise UserError(f"--seeds must be >= 1, got {options['seeds']}")
     if options["threads"] < 1:
         raise UserError(f"--threads must be >= 1, got {options['threads']}")
-    if backend == "local" and jobs is not None and jobs * options["threads"] > usable_cpus():
-        raise UserError(f"--jobs {jobs} x --threads {options['threads']} needs {jobs * options['threads']} CPUs, "
-                        f"this machine has {usable_cpus()}: timings would be distorted by oversubscription")
+    if scheduler is None:  # the cells run on this machine: do not oversubscribe its CPUs
+        _check_cpus(jobs, options["threads"])
     limits = Limits(max_iter=options["max_iter"], max_time=options["max_time"], tol=options["tol"])
     if registry is None:
         if saved is not None and not plugin_files:
-            plugin_files = saved["plugin_files"]
+            plugin_files = saved_plugin_files(saved)
         registry = load_registry(plugin_files, strict=strict_plugins)
     spec = GridSpec(
         solvers=options["solvers"], datasets=options["datasets"],
@@ -168,7 +167,7 @@ def run_benchmark(
 
     warnings: list[str] = []
     if saved is None:
-        store.create(manifest(run_id, spec, registry.source["plugin_files"] if registry.source else [], cells))
+        store.create(manifest(run_id, spec, registry, cells))
         frames: dict[str, pd.DataFrame] = {}
     else:
         store.remove_temporaries()
@@ -194,7 +193,9 @@ def run_benchmark(
     with guard:
         try:
             try:
-                if not execution["parallel"]:
+                if not pending:
+                    interrupted = False
+                elif not execution["parallel"]:
                     interrupted = run_grid(registry, [cells[i] for i in pending], limits, observer=observer,
                                            on_result=persist).interrupted
                 else:
@@ -243,6 +244,15 @@ def _check_execution(backend: str, jobs: int | None, scheduler: str | None, cell
             "cell_timeout": cell_timeout, "max_memory": memory}
 
 
+def _check_cpus(jobs: int | None, threads: int) -> None:
+    cpus = usable_cpus()
+    if threads > cpus:
+        raise UserError(f"--threads {threads} is more than the {cpus} CPUs of this machine")
+    if jobs is not None and jobs * threads > cpus:
+        raise UserError(f"--jobs {jobs} x --threads {threads} needs {jobs * threads} CPUs, this machine has "
+                        f"{cpus}: timings would be distorted by oversubscription")
+
+
 def _grid_options(saved: dict[str, Any] | None, **given: Any) -> dict[str, Any]:
     """Given options over the saved ones (when resuming) over the defaults."""
     base = dict(GRID_DEFAULTS)
@@ -269,7 +279,8 @@ def _run_parallel(execution, payload, cells, pending, on_result, limits: Limits)
         from proxmf_bench.dask_backend import run_dask
 
         return run_dask(payload, cells, pending, on_result, scheduler=execution["scheduler"],
-                        n_workers=execution["jobs"] or usable_cpus(), cell_timeout=timeout,
+                        n_workers=execution["jobs"] or max(1, usable_cpus() // payload["grid"]["threads"]),
+                        cell_timeout=timeout,
                         max_memory=execution["max_memory"])
     return run_local_pool(payload, cells, pending, execution["jobs"], on_result, cell_timeout=timeout,
                           max_memory=execution["max_memory"])

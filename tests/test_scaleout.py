@@ -7,17 +7,11 @@ import pytest
 
 from proxmf_bench import load_results, run_benchmark
 from proxmf_bench.errors import UserError
+from proxmf_bench.results import comparable
 
 FAULTY = str(Path(__file__).parent / "plugins" / "faulty.py")
 GRID = {"solvers": "mu[eps=[1e-12,1e-6]]", "datasets": "synthetic[m=24,n=18,rank=3,noise=[0.0,0.05]]",
         "dtypes": "float32,float64", "seeds": 2, "max_iter": 25}  # 16 cells
-
-
-def comparable(frame: pd.DataFrame) -> pd.DataFrame:
-    """A results table without what legitimately differs between runs: timings and run id."""
-    keys = ["solver", "dataset", "device", "dtype", "seed", "iteration"]
-    out = frame.drop(columns=["time_s", "run_id"]).sort_values(keys, kind="stable")
-    return out.reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
