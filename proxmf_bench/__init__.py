@@ -6,12 +6,12 @@ Public API: the specs and ``hookimpl`` that plugins use, :func:`run_benchmark` a
 
 from proxmf_bench.errors import DataError, PluginError, UserError
 from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.specs import DatasetSpec, Param, ProxSpec, SolverSpec
+from proxmf_bench.specs import DataFile, DatasetSpec, Param, ProxSpec, SolverSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DataError", "DatasetSpec", "Param", "PluginError", "ProxSpec", "SolverSpec", "UserError",
+    "DataError", "DataFile", "DatasetSpec", "Param", "PluginError", "ProxSpec", "SolverSpec", "UserError",
     "hookimpl", "load_results", "run_benchmark", "Problem",
 ]
 

@@ -47,6 +47,17 @@ fault isolation (--jobs N or --backend dask):
   no limit without --max-time) is recorded as an error and the grid goes on.
 """
 
+REPORT_EPILOG = """\
+figures per problem (a dataset in one dtype; devices and runs overlaid):
+  loss and (f - f*)/f* against iterations and solver time, f* the best loss any solver
+  reached on each seed; ground-truth metrics against time; time to reach 1e-2, 1e-4, 1e-6;
+  a summary table (final loss, time per iteration, iterations, stop reasons, errors)
+
+examples:
+  proxmf-bench report results/20250101-120000-ab12
+  proxmf-bench report results/before results/after -o compare.html
+"""
+
 
 def _common_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -94,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, metavar="N",
                      help="torch threads per run, recorded with the results (default: 1)")
     run.add_argument("--out", default=None, metavar="DIR", help="run directory (default: results/<run-id>)")
+    run.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="where datasets read their files (default: $PROXMF_BENCH_DATA, "
+                          "else a per-user cache directory; see 'proxmf-bench data')")
+    run.add_argument("--report", action="store_true",
+                     help="write the HTML report and figures into the run directory at the end")
     scale = run.add_argument_group("scale-out, resuming and fault isolation")
     scale.add_argument("--jobs", type=int, metavar="N",
                        help="run cells in N worker processes, each with --threads threads (default: one "
@@ -126,7 +142,55 @@ def build_parser() -> argparse.ArgumentParser:
                     "registered, and the error of any plugin that failed to load.",
     )
     plug.set_defaults(handler=cmd_plugins)
+
+    data = sub.add_parser(
+        "data", parents=[common], help="list dataset files and their state; fetch them",
+        description="'data' (or 'data list') shows, for every dataset, the files it reads, where\n"
+                    "they are expected and whether they are present with the right checksum.\n"
+                    "'data fetch NAME...' downloads the files of the named datasets (or 'all')\n"
+                    "from their public addresses, verifies their sha256 and puts them in place.",
+        epilog=DATA_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data.add_argument("action", nargs="?", choices=("list", "fetch"), default="list",
+                      help="list (default) or fetch")
+    data.add_argument("names", nargs="*", metavar="NAME", help="datasets to show or fetch (default: all)")
+    data.add_argument("--data-dir", default=None, metavar="DIR",
+                      help="data directory (default: $PROXMF_BENCH_DATA, else a per-user cache directory)")
+    data.add_argument("--mirror", default=None, metavar="URL",
+                      help="fetch from URL/<path> (same layout as the data directory) instead of "
+                           "each file's registered address")
+    data.set_defaults(handler=cmd_data)
+    rep = sub.add_parser(
+        "report", help="offline HTML report and PNG/SVG/PDF figures of one or more runs",
+        description="Write one self-contained HTML report (figures embedded, nothing fetched\n"
+                    "from the network) and the same figures as files. Several run directories\n"
+                    "are overlaid on the same axes (e.g. before/after a change, CPU vs GPU).",
+        epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by 'run'")
+    rep.add_argument("-o", "--output", metavar="FILE",
+                     help="HTML file (default: RUN_DIR/report.html for one run, ./report.html for several)")
+    rep.add_argument("--figures", metavar="DIR",
+                     help="figure directory (default: RUN_DIR/figures for one run, "
+                          "figures/ beside the HTML file for several)")
+    rep.add_argument("--formats", default="png,svg,pdf",
+                     help="figure file formats, comma-separated (default: png,svg,pdf)")
+    rep.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    rep.set_defaults(handler=cmd_report)
     return parser
+
+
+DATA_EPILOG = """\
+data directory, first match wins: --data-dir, $PROXMF_BENCH_DATA, a per-user cache
+directory (~/.cache/proxmf-bench on Linux). Files sit under it as <folder>/<file>, e.g.
+samson/Samson.mat and jasper_ridge/Jasper.mat.
+
+examples:
+  proxmf-bench data
+  proxmf-bench data fetch samson jasper
+  proxmf-bench data fetch all --data-dir ~/hsi
+  PROXMF_BENCH_DATA=~/hsi proxmf-bench run --solvers mu --datasets samson,jasper
+"""
 
 
 def _registry(args: argparse.Namespace):
@@ -156,12 +220,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         solvers=args.solvers, datasets=args.datasets, devices=args.devices, dtypes=args.dtypes,
         seeds=args.seeds, max_iter=args.max_iter, max_time=args.max_time, tol=args.tol,
         threads=args.threads, out=args.out, registry=registry, observer_factory=observer_factory,
-        command=[PROG, *sys.argv[1:]], jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
-        resume=args.resume, cell_timeout=args.cell_timeout, max_memory=args.max_memory,
+        command=[PROG, *sys.argv[1:]], data_dir=args.data_dir, jobs=args.jobs, backend=args.backend,
+        scheduler=args.scheduler, resume=args.resume, cell_timeout=args.cell_timeout, max_memory=args.max_memory,
     )
     for warning in output.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     _print_summary(output)
+    if args.report:
+        if output.frame.empty:
+            print(f"{PROG}: warning: no results recorded, so no report", file=sys.stderr)
+        else:
+            _make_report([output.run_dir])
     if output.interrupted:
         print(f"{PROG}: interrupted; finished cells were kept in {output.run_dir}; "
               f"continue with: {PROG} run --resume {output.run_dir}", file=sys.stderr)
@@ -184,6 +253,20 @@ def _print_summary(output) -> None:
     print(f"\n{cells['finished']}/{cells['total']} cells, {len(frame)} rows -> {output.run_dir}")
     for error in output.errors:
         print(f"{PROG}: warning: error in {error}", file=sys.stderr)
+
+
+def _make_report(run_dirs, output=None, figures=None, formats="png,svg,pdf") -> None:
+    from proxmf_bench.report import build_report, parse_formats
+
+    report = build_report(run_dirs, output=output, figures_dir=figures, formats=parse_formats(formats),
+                          progress=sys.stderr.isatty())
+    n_figures = sum(1 for p in report.files if p.suffix != ".csv")
+    print(f"report: {report.html_path} ({n_figures} figure files in {report.figures_dir})")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _make_report(args.run_dirs, args.output, args.figures, args.formats)
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -226,6 +309,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     n_bad = len(registry.failed)
     print(f"\n{len(registry.plugins)} plugins, {n_bad} failed")
     return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from proxmf_bench.data import fetch_datasets, print_inventory
+
+    registry = _registry(args)
+    if args.action == "fetch":
+        return fetch_datasets(registry, args.names, args.data_dir, args.mirror, progress=sys.stderr.isatty())
+    if args.mirror is not None:
+        raise UserError("--mirror only applies to 'data fetch'")
+    return print_inventory(registry, args.names, args.data_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

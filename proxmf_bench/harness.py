@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from proxmf_bench.errors import DataError, UserError
-from proxmf_bench.metrics import ground_truth_metrics
+from proxmf_bench.metrics import record_metrics
 from proxmf_bench.plugins import Registry
 from proxmf_bench.problem import Problem, initial_factors
 from proxmf_bench.schedule import RecordSchedule
@@ -176,7 +176,7 @@ def run_cell(
     def record(iteration: int, W: torch.Tensor, H: torch.Tensor, loss: float) -> None:
         nonlocal last_recorded
         rec = {"iteration": iteration, "time_s": elapsed, "loss": loss}
-        rec.update(ground_truth_metrics(problem, W, H))
+        rec.update(record_metrics(problem, W, H, loss))
         result.records.append(rec)
         last_recorded = iteration
         if observer is not None:

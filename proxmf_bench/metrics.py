@@ -1,15 +1,33 @@
-r"""Ground-truth metrics, computed at record points outside the timed region.
+r"""Metrics recorded at record points, outside the timed region.
 
-NMF recovers factors only up to a permutation and a positive scaling of each component.
-Components are matched to the ground truth with the Hungarian algorithm on the matrix of
-spectral angles between the columns of ``W`` and of ``W_true``; after matching, each row of
-``H`` is rescaled by the norm of its column of ``W`` over the norm of the matched true column
-(``W h = (W D^{-1}) (D h)``), which leaves ``W H`` unchanged and puts ``H`` on the scale of
-``H_true`` before the RMSE is taken.
+For every problem:
 
-- ``sad_deg``: mean spectral angle distance in degrees, :math:`\arccos\frac{w^\top w^*}{\|w\|\|w^*\|}`.
-- ``sad_deg_<k>``: the angle of true component ``k``.
-- ``rmse_H``: :math:`\sqrt{\operatorname{mean}((D H_\pi - H^*)^2)}` after matching and scaling.
+- ``rel_error``: relative reconstruction error :math:`\|Y - W H\|_F / \|Y\|_F`, taken from
+  the loss the harness has already computed (:math:`\sqrt{2 f / \|Y\|_F^2}`).
+
+Where the dataset has ground truth :math:`(W^*, H^*)`:
+
+**Matching.** NMF recovers components only up to a permutation and a positive scale of each:
+:math:`(W D^{-1} P^\top, P D H)` fits as well as :math:`(W, H)`. Estimated components are
+matched to true ones with the Hungarian algorithm
+(:func:`scipy.optimize.linear_sum_assignment`) on the matrix of spectral angles between the
+columns of :math:`W` and of :math:`W^*`, which minimises the total angle. Every metric below
+uses this one matching; :math:`w_k, h_k` denote the estimated column and row matched to true
+component :math:`k`.
+
+**Scale.** No metric depends on the scale of a component, of the estimate or of the ground
+truth. That is deliberate: the scale is not identifiable, and real scenes fix the scale of
+their ground truth by a convention (Samson's endmembers are each max-normalised, so
+:math:`W^* H^*` is not on the scale of :math:`Y`).
+
+- ``sad_deg_<k>``: spectral angle distance of true component ``k`` in degrees,
+  :math:`\arccos \frac{\langle w_k, w_k^*\rangle}{\|w_k\| \|w_k^*\|}`; ``sad_deg`` is their mean.
+- ``rmse_H``: abundance RMSE of the best rescaled estimate,
+  :math:`\sqrt{\frac{1}{rn}\sum_{k,j} (d_k h_{kj} - h^*_{kj})^2}` with the least-squares scale
+  :math:`d_k = \langle h_k, h_k^*\rangle / \|h_k\|^2` of each matched row.
+- ``fms``: factor match score, :math:`\frac1r \sum_k \cos(w_k, w_k^*) \cos(h_k, h_k^*)`, in
+  [0, 1] for nonnegative factors, 1 for a perfect recovery. It is the score of Acar et al.
+  (2011) for two factors without its weight term, which would compare component scales.
 """
 
 from __future__ import annotations
@@ -24,13 +42,20 @@ from proxmf_bench.problem import Problem
 
 
 def spectral_angles(W: torch.Tensor, W_true: torch.Tensor) -> np.ndarray:
-    """Matrix of angles in degrees between the columns of ``W`` (rows) and ``W_true`` (cols)."""
-    A = W.double().cpu()
-    B = W_true.double().cpu()
-    An = A / A.norm(dim=0, keepdim=True).clamp_min(1e-300)
-    Bn = B / B.norm(dim=0, keepdim=True).clamp_min(1e-300)
-    cos = (An.T @ Bn).clamp(-1.0, 1.0)
-    return torch.rad2deg(torch.arccos(cos)).numpy()
+    r"""Matrix of angles in degrees between the columns of ``W`` (rows) and ``W_true`` (cols).
+
+    Computed as :math:`2\operatorname{atan2}(\|a - b\|, \|a + b\|)` on unit vectors, which
+    stays accurate near 0 where ``arccos`` of the cosine loses half the digits.
+    """
+    A = _unit_columns(W.double().cpu()).T
+    B = _unit_columns(W_true.double().cpu()).T
+    mode = "donot_use_mm_for_euclid_dist"  # differences, not Gram expansions, for accuracy
+    diff, total = torch.cdist(A, B, compute_mode=mode), torch.cdist(A, -B, compute_mode=mode)
+    return torch.rad2deg(2.0 * torch.atan2(diff, total)).numpy()
+
+
+def _unit_columns(X: torch.Tensor) -> torch.Tensor:
+    return X / X.norm(dim=0, keepdim=True).clamp_min(1e-300)
 
 
 def match_components(W: torch.Tensor, W_true: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -42,19 +67,48 @@ def match_components(W: torch.Tensor, W_true: torch.Tensor) -> tuple[np.ndarray,
     return perm, angles[perm, np.arange(W_true.shape[1])]
 
 
+def abundance_rmse(H: torch.Tensor, H_true: torch.Tensor) -> float:
+    """RMSE of ``D H`` against ``H_true`` with the least-squares diagonal scale ``D`` (rows matched)."""
+    H = H.double()
+    H_true = H_true.to(device=H.device, dtype=torch.float64)
+    scale = (H * H_true).sum(dim=1) / (H * H).sum(dim=1).clamp_min(1e-300)
+    return float(torch.sqrt(torch.mean((H * scale[:, None] - H_true) ** 2)))
+
+
+def factor_match_score(
+    W: torch.Tensor, H: torch.Tensor, W_true: torch.Tensor, H_true: torch.Tensor
+) -> float:
+    """Mean over components of ``cos(w_k, w*_k) * cos(h_k, h*_k)`` (components already matched)."""
+    cos_W = (_unit_columns(W.double()) * _unit_columns(W_true.to(W.device, torch.float64))).sum(dim=0)
+    cos_H = (_unit_columns(H.double().T) * _unit_columns(H_true.to(H.device, torch.float64).T)).sum(dim=0)
+    return float(torch.mean(cos_W * cos_H))
+
+
+def relative_error(problem: Problem, loss: float) -> float:
+    """``||Y - W H||_F / ||Y||_F`` from the loss ``1/2 ||Y - W H||_F^2``."""
+    if problem.Y_norm2 == 0.0 or not math.isfinite(loss):
+        return math.nan
+    return math.sqrt(2.0 * max(loss, 0.0) / problem.Y_norm2)
+
+
 def ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor) -> dict[str, float]:
-    """Metrics against ``problem.W_true``/``H_true``; empty when there is no ground truth."""
+    """``sad_deg``, ``sad_deg_<k>``, ``rmse_H`` and ``fms``; empty without ground truth."""
     if not problem.has_ground_truth:
         return {}
+    r = problem.rank
     if not (bool(torch.isfinite(W).all()) and bool(torch.isfinite(H).all())):
-        return {"sad_deg": math.nan, "rmse_H": math.nan}
+        nan = {"sad_deg": math.nan, "rmse_H": math.nan, "fms": math.nan}
+        return {**nan, **{f"sad_deg_{k}": math.nan for k in range(r)}}
     perm, angles = match_components(W, problem.W_true)
+    index = torch.as_tensor(perm, device=W.device)
+    Wp, Hp = W[:, index], H[index, :]
     out = {"sad_deg": float(np.mean(angles))}
     out.update({f"sad_deg_{k}": float(a) for k, a in enumerate(angles)})
-    Wp = W.double()[:, perm]
-    Hp = H.double()[perm, :]
-    Wt = problem.W_true.double()
-    scale = Wp.norm(dim=0) / Wt.norm(dim=0).clamp_min(1e-300)
-    Hs = Hp * scale[:, None]
-    out["rmse_H"] = float(torch.sqrt(torch.mean((Hs - problem.H_true.double()) ** 2)))
+    out["rmse_H"] = abundance_rmse(Hp, problem.H_true)
+    out["fms"] = factor_match_score(Wp, Hp, problem.W_true, problem.H_true)
     return out
+
+
+def record_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor, loss: float) -> dict[str, float]:
+    """Everything recorded beside the loss at one record point."""
+    return {"rel_error": relative_error(problem, loss), **ground_truth_metrics(problem, W, H)}

@@ -32,6 +32,8 @@ BUILTIN_PLUGINS = (
     "proxmf_bench.prox",
     "proxmf_bench.solvers.mu",
     "proxmf_bench.datasets.synthetic",
+    "proxmf_bench.datasets.hsi",
+    "proxmf_bench.datasets.digits",
 )
 
 # hook name -> (spec class, registry attribute, singular noun for messages)
@@ -71,20 +73,20 @@ class Registry:
     source: dict[str, Any] | None = None
 
     def get_solver(self, name: str) -> SolverSpec:
-        return _lookup(self.solvers, name, "solver")
+        return lookup_spec(self.solvers, name, "solver")
 
     def get_dataset(self, name: str) -> DatasetSpec:
-        return _lookup(self.datasets, name, "dataset")
+        return lookup_spec(self.datasets, name, "dataset")
 
     def get_prox(self, name: str) -> ProxSpec:
-        return _lookup(self.prox, name, "prox operator")
+        return lookup_spec(self.prox, name, "prox operator")
 
     @property
     def failed(self) -> list[PluginInfo]:
         return [p for p in self.plugins if not p.ok]
 
 
-def _lookup(table: dict[str, Any], name: str, noun: str) -> Any:
+def lookup_spec(table: dict[str, Any], name: str, noun: str) -> Any:
     from proxmf_bench.selection import did_you_mean
 
     try:

@@ -13,6 +13,7 @@ evaluated from Gram matrices without forming the :math:`m \times n` product:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -88,11 +89,12 @@ class Problem:
             raise DataError(f"{where}rank must be a positive integer, got {self.rank!r}")
         if self.rank > min(m, n):
             raise DataError(f"{where}rank {self.rank} is larger than min(m, n) = {min(m, n)} for data of shape {m} x {n}")
-        finite = torch.isfinite(Y)
-        if not bool(finite.all()):
-            bad = int((~finite).sum())
+        # one pass: min and max propagate NaN; entries are counted only to report an error
+        low, high = (float(v) for v in torch.aminmax(Y))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            bad = int((~torch.isfinite(Y)).sum())
             raise DataError(f"{where}data contains {bad} NaN or infinite entries")
-        if self.nonneg and bool((Y < 0).any()):
+        if self.nonneg and low < 0:
             raise DataError(
                 f"{where}data has {int((Y < 0).sum())} negative entries (min {float(Y.min()):.3g}); "
                 "NMF needs nonnegative data"
@@ -100,14 +102,20 @@ class Problem:
         for label, X, want in (("W_true", self.W_true, (m, self.rank)), ("H_true", self.H_true, (self.rank, n))):
             if X is not None and tuple(X.shape) != want:
                 raise DataError(f"{where}{label} has shape {tuple(X.shape)}, expected {want}")
+            if X is not None and not bool(torch.isfinite(X).all()):
+                raise DataError(f"{where}{label} contains {int((~torch.isfinite(X)).sum())} NaN or infinite entries")
         if self.fixed_W and self.W_true is None:
             raise DataError(f"{where}fixed_W needs W_true")
 
-    def to(self, device: torch.device | str, dtype: torch.dtype) -> Problem:
-        """A copy on ``device`` in ``dtype`` (ground truth moved too)."""
+    def to(self, device: torch.device | str, dtype: torch.dtype, copy: bool = False) -> Problem:
+        """This problem on ``device`` in ``dtype`` (ground truth moved too).
+
+        Tensors already on ``device`` in ``dtype`` are shared unless ``copy`` is true (a
+        dataset that caches its problems hands out copies, so no run can alter the cache).
+        """
 
         def move(X: torch.Tensor | None) -> torch.Tensor | None:
-            return None if X is None else X.to(device=device, dtype=dtype)
+            return None if X is None else X.to(device=device, dtype=dtype, copy=copy)
 
         return Problem(
             Y=move(self.Y), rank=self.rank, W_true=move(self.W_true), H_true=move(self.H_true),

@@ -37,6 +37,8 @@ COLUMNS = (
     "seed", "iteration", "time_s", "loss", "stop_reason",
 )
 EXTRA_COLUMNS = ("solver_name", "dataset_name", "error", "threads")
+# Metric columns that are a function of the loss alone (reports plot the loss instead).
+LOSS_DERIVED_COLUMNS = ("rel_error",)
 
 _DTYPES = {
     "run_id": "string", "solver": "string", "solver_params": "string", "dataset": "string",
@@ -84,14 +86,10 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(types)
 
 
-def _file_mode() -> int:
-    """Permissions of a newly created file under the current umask (mkstemp would give 0600)."""
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _file_mode()
+    return mask
 
 
 TIMING_COLUMNS = ("time_s",)
@@ -117,8 +115,8 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), _FILE_MODE)
             fh.write(data)
             fh.flush()
             if durable:

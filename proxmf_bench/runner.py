@@ -22,13 +22,25 @@ import pandas as pd
 import torch
 
 from proxmf_bench import environment
+from proxmf_bench.data import check_root, use_data_dir
+from proxmf_bench.data import data_dir as resolve_data_dir
 from proxmf_bench.errors import UserError
 from proxmf_bench.grid import GridSpec, explain_changes, manifest, saved_plugin_files
-from proxmf_bench.harness import CellObserver, CellResult, Limits, parse_devices, parse_dtypes, preflight, run_grid
+from proxmf_bench.harness import (
+    Cell,
+    CellObserver,
+    CellResult,
+    Limits,
+    parse_devices,
+    parse_dtypes,
+    preflight,
+    run_grid,
+)
 from proxmf_bench.interrupts import InterruptGuard
 from proxmf_bench.plugins import Registry, load_registry
 from proxmf_bench.resources import parse_size
 from proxmf_bench.results import META_FILE, concat_frames, load_meta, write_meta, write_results
+from proxmf_bench.selection import Variant
 from proxmf_bench.store import MANIFEST_FILE, RunStore
 
 DEFAULT_DATASETS = "synthetic"
@@ -87,6 +99,7 @@ def run_benchmark(
     strict_plugins: bool = False,
     observer_factory=None,
     command: Sequence[str] | None = None,
+    data_dir: str | os.PathLike | None = None,
     *,
     jobs: int | None = None,
     backend: str = "local",
@@ -104,7 +117,8 @@ def run_benchmark(
     ``results/<run-id>``). All input is checked, and every dataset loaded once, before the
     first solver starts. ``observer_factory``, if given, is called with
     ``(n_cells, max_iter)`` and returns a :class:`~proxmf_bench.harness.CellObserver` (the
-    CLI passes a progress display).
+    CLI passes a progress display). ``data_dir`` is where datasets read their files (default
+    ``$PROXMF_BENCH_DATA``, then a per-user cache directory; see :mod:`proxmf_bench.data`).
 
     Each cell is written to ``RUN_DIR/cells/`` as soon as it finishes.
 
@@ -160,20 +174,44 @@ def run_benchmark(
     if execution["parallel"] and registry.source is None:
         raise UserError("--jobs and --backend dask need a registry made by load_registry: "
                         "each worker process loads the plugins again")
+    if data_dir is not None:
+        check_root(*resolve_data_dir(data_dir))
+    plan = _Plan(spec, cells, solver_variants, dataset_variants, registry, store, run_id, saved is not None, execution)
 
     torch.set_num_threads(spec.threads)
     torch.set_flush_denormal(True)
-    preflight(registry, dataset_variants, 0)
+    with use_data_dir(data_dir):  # also seen by worker processes, through the environment
+        preflight(registry, dataset_variants, 0)
+        return _execute(plan, observer_factory, command)
 
+
+@dataclass
+class _Plan:
+    """A checked run, ready to start: what it computes, where it writes, how cells run."""
+
+    spec: GridSpec
+    cells: list[Cell]
+    solver_variants: list[Variant]
+    dataset_variants: list[Variant]
+    registry: Registry
+    store: RunStore
+    run_id: str
+    resuming: bool
+    execution: dict[str, Any]
+
+
+def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> RunOutput:
+    """Run the cells that have no result yet, persisting each as it ends; write the run directory."""
+    store, cells, spec = plan.store, plan.cells, plan.spec
     warnings: list[str] = []
-    if saved is None:
-        store.create(manifest(run_id, spec, registry, cells))
-        frames: dict[str, pd.DataFrame] = {}
-    else:
+    if plan.resuming:
         store.remove_temporaries()
         frames, warnings = store.load_cells(cells)
+    else:
+        store.create(manifest(plan.run_id, spec, plan.registry, cells))
+        frames: dict[str, pd.DataFrame] = {}
     pending = [i for i, cell in enumerate(cells) if cell.id not in frames]
-    observer: CellObserver | None = observer_factory(len(pending), limits.max_iter) if observer_factory else None
+    observer: CellObserver | None = observer_factory(len(pending), spec.max_iter) if observer_factory else None
 
     ran: list[str] = []  # ids of the cells this session ran
     resume_hint = f"finished cells are kept in {store.run_dir}; continue with: proxmf-bench run --resume {store.run_dir}"
@@ -181,7 +219,7 @@ def run_benchmark(
 
     def persist(result: CellResult) -> None:
         with guard.critical():  # Ctrl-C never tears a cell file; it takes effect just after
-            frames[result.cell.id] = store.write_cell(result, run_id, spec.threads)
+            frames[result.cell.id] = store.write_cell(result, plan.run_id, spec.threads)
             ran.append(result.cell.id)
 
     def persist_and_show(result: CellResult) -> None:
@@ -195,20 +233,19 @@ def run_benchmark(
             try:
                 if not pending:
                     interrupted = False
-                elif not execution["parallel"]:
-                    interrupted = run_grid(registry, [cells[i] for i in pending], limits, observer=observer,
-                                           on_result=persist).interrupted
+                elif not plan.execution["parallel"]:
+                    interrupted = run_grid(plan.registry, [cells[i] for i in pending], spec.limits,
+                                           observer=observer, on_result=persist).interrupted
                 else:
-                    payload = {"registry": registry.source, "grid": spec.to_dict()}
-                    interrupted = _run_parallel(execution, payload, cells, pending, persist_and_show, limits)
+                    payload = {"registry": plan.registry.source, "grid": spec.to_dict()}
+                    interrupted = _run_parallel(plan.execution, payload, cells, pending, persist_and_show, spec.limits)
             finally:
                 if observer is not None and hasattr(observer, "close"):
                     observer.close()
         except KeyboardInterrupt:
             interrupted = True
         with guard.deferred():
-            output = _finish(store, run_id, spec, cells, frames, len(ran), registry, command, started,
-                             interrupted, execution, solver_variants, dataset_variants)
+            output = _finish(plan, frames, len(ran), command, started, interrupted)
     output.warnings = warnings
     output.interrupted = output.interrupted or guard.interrupted
     output.signal = guard.signum if output.interrupted else None
@@ -264,9 +301,7 @@ def _grid_options(saved: dict[str, Any] | None, **given: Any) -> dict[str, Any]:
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"output path {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         hint = f"; to continue that run: proxmf-bench run --resume {run_dir}" if (run_dir / MANIFEST_FILE).is_file() else ""
         raise UserError(f"output directory {run_dir} exists and is not empty{hint}")
 
@@ -286,9 +321,9 @@ def _run_parallel(execution, payload, cells, pending, on_result, limits: Limits)
                           max_memory=execution["max_memory"])
 
 
-def _finish(store, run_id, spec: GridSpec, cells, frames, n_ran, registry, command, started, interrupted,
-            execution, solver_variants, dataset_variants) -> RunOutput:
+def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, started, interrupted: bool) -> RunOutput:
     """Consolidate the cells into ``results.parquet`` and write ``meta.json``."""
+    store, run_id, spec, cells, execution = plan.store, plan.run_id, plan.spec, plan.cells, plan.execution
     finished = dt.datetime.now(dt.timezone.utc)
     frame = concat_frames([frames[c.id] for c in cells if c.id in frames])
     stops = frame.groupby(["solver", "dataset", "device", "dtype", "seed"]).stop_reason.last()
@@ -310,9 +345,10 @@ def _finish(store, run_id, spec: GridSpec, cells, frames, n_ran, registry, comma
         "finished_at": session["finished_at"],
         "threads": spec.threads,
         "flush_denormal": True,
+        "data_dir": str(resolve_data_dir()[0]),
         "grid": {
-            "solvers": [v.label for v in solver_variants],
-            "datasets": [v.label for v in dataset_variants],
+            "solvers": [v.label for v in plan.solver_variants],
+            "datasets": [v.label for v in plan.dataset_variants],
             "devices": list(spec.devices),
             "dtypes": list(spec.dtypes),
             "seeds": list(range(spec.seeds)),
@@ -323,7 +359,7 @@ def _finish(store, run_id, spec: GridSpec, cells, frames, n_ran, registry, comma
         "cells": {"total": len(cells), "finished": len(frames), "stop_reasons": stops.value_counts().to_dict()},
         "interrupted": interrupted,
         "sessions": [*history, session],
-        "plugins": [{"name": p.name, "origin": p.origin, "error": p.error} for p in registry.plugins],
+        "plugins": [{"name": p.name, "origin": p.origin, "error": p.error} for p in plan.registry.plugins],
         **environment.describe(),
         "peak_memory": environment.peak_memory(),
     }

@@ -122,7 +122,7 @@ def select(text: str, table: Mapping[str, Any], registry: Any, noun: str) -> lis
     ``all`` selects every spec with its default grid; a bare name uses that spec's grid;
     explicit parameters override the grid for the keys they name.
     """
-    from proxmf_bench.plugins import _lookup
+    from proxmf_bench.plugins import lookup_spec
 
     if not text or not text.strip():
         raise UserError(f"empty {noun} selection")
@@ -135,7 +135,7 @@ def select(text: str, table: Mapping[str, Any], registry: Any, noun: str) -> lis
         if not item:
             raise UserError(f"empty item in {noun} selection {text!r}")
         name, given = parse_item(item)
-        specs = list(table.values()) if name == "all" and not given else [_lookup(table, name, noun)]
+        specs = list(table.values()) if name == "all" and not given else [lookup_spec(table, name, noun)]
         for spec in specs:
             merged = {**dict(spec.grid), **given}
             grid_keys = [k for k, v in spec.grid.items() if isinstance(v, (list, tuple)) and k not in given]

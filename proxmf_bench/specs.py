@@ -149,8 +149,28 @@ class SolverSpec:
 
 
 @dataclass(frozen=True)
+class DataFile:
+    """A file that a dataset reads from the data directory (see :mod:`proxmf_bench.data`).
+
+    ``path`` is relative to the data directory, ``/``-separated (``"samson/Samson.mat"``);
+    ``sha256`` and ``size`` (bytes) identify the one valid copy; ``url``, when set, is a
+    public address that ``proxmf-bench data fetch`` downloads it from.
+    """
+
+    path: str
+    sha256: str
+    size: int
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
-    """A named dataset family. ``load(params, seed, device, dtype)`` returns a ``Problem``."""
+    """A named dataset family. ``load(params, seed, device, dtype)`` returns a ``Problem``.
+
+    ``files`` lists the data files ``load`` needs (checked and fetched by ``proxmf-bench
+    data``). ``resolve_params(given, registry)``, when set, replaces the default coercion of
+    ``params`` (the synthetic family uses it to expand its ``size`` presets).
+    """
 
     name: str
     load: Callable[[Mapping[str, Any], int, "torch.device", "torch.dtype"], Problem]
@@ -158,8 +178,12 @@ class DatasetSpec:
     grid: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
     ground_truth: bool = False
+    files: tuple[DataFile, ...] = ()
+    resolve_params: ParamResolver | None = None
 
     def resolve(self, given: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
+        if self.resolve_params is not None:
+            return self.resolve_params(given, registry)
         return coerce_params(self.params, given, f"dataset {self.name}")
 
 

@@ -46,7 +46,7 @@ class RunStore:
             self.cells_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.manifest_path, dumps(manifest))
         except OSError as exc:
-            raise UserError(f"cannot write the run directory {self.run_dir}: {exc.strerror or exc}") from None
+            raise UserError(f"cannot create output directory {self.run_dir}: {exc.strerror or exc}") from None
 
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():

@@ -56,7 +56,7 @@ def test_bad_data_is_refused_before_any_solver_runs(kind, message, tmp_path, cap
     ("synthetic[m=10,n=8,rank=9]", "rank 9 is larger than min(m, n) = 8"),
     ("synthetic[m=x]", "parameter m='x' is not a valid int"),
     ("synthetic[m=2.5]", "parameter m='2.5' is not a valid int"),
-    ("synthetic[m=10000000,n=10000000]", "needs about 2.1 PiB of memory on cpu, more than the"),
+    ("synthetic[m=10000000,n=10000000]", "needs about 727.6 TiB of memory on cpu, more than the"),
     ("synthetic[m=" + "9" * 40 + "]", "of memory on cpu, more than the"),
     ("synthetiq", "unknown dataset 'synthetiq'; did you mean 'synthetic'?"),
 ])
@@ -133,7 +133,7 @@ def test_non_utf8_path_printed_by_a_real_process(tmp_path):
 def test_output_path_that_is_a_file(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     code, err = run_cli(["--out", str(tmp_path / "file")], tmp_path, capsys)
-    assert_one_line_error(code, err, "exists and is not a directory")
+    assert_one_line_error(code, err, "exists and is not empty")
 
 
 def test_plugin_files_with_odd_paths_or_content(tmp_path, capsys):

@@ -8,7 +8,16 @@ from proxmf_bench.datasets.synthetic import make_synthetic
 from proxmf_bench.problem import initial_factors
 from proxmf_bench.solvers.mu import MU
 
-PARAMS = {"m": 40, "n": 30, "rank": 4, "noise": 0.05, "sparsity": 0.0, "abundances": "gaussian"}
+
+def _params():
+    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.selection import select
+
+    registry = load_registry(use_entry_points=False)
+    return dict(select("synthetic[m=40,n=30,rank=4,noise=0.05]", registry.datasets, registry, "dataset")[0].params)
+
+
+PARAMS = _params()
 
 
 def _run_mu(problem, seed, iters):

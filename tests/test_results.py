@@ -1,6 +1,7 @@
 """Results: parquet round-trip with the public columns, meta.json, atomic writes, bad files."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -63,3 +64,21 @@ def test_existing_non_empty_output_dir_is_refused(tmp_path):
     with pytest.raises(UserError, match="exists and is not empty"):
         run_benchmark(solvers="mu", datasets="synthetic[m=30,n=20,rank=3]", max_iter=3, out=tmp_path)
     assert (tmp_path / "keep.txt").read_text() == "precious"
+
+
+def test_unwritable_output_is_a_clear_error_before_solving(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="exists and is not empty"):
+        run_benchmark(solvers="mu", datasets="synthetic[m=30,n=20,rank=3]", max_iter=3, out=blocker)
+    with pytest.raises(UserError, match="cannot create output directory"):
+        run_benchmark(solvers="mu", datasets="synthetic[m=30,n=20,rank=3]", max_iter=3, out=blocker / "sub")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "f", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,353 @@
+"""``proxmf-bench report``: one self-contained HTML file plus the figures as files.
+
+The HTML embeds every figure as a base64 PNG and carries its own CSS: no script, font,
+stylesheet or image is fetched, so it reads the same offline and as an e-mail attachment.
+The same figures are written as PNG, SVG and PDF (for papers) with ``summary.csv``:
+
+- one run directory: the report is ``RUN_DIR/report.html``, the figures ``RUN_DIR/figures/``;
+- several run directories (overlaid on the same axes): the report is ``report.html`` in the
+  current directory, the figures ``figures/`` beside the report.
+
+``-o FILE`` and ``--figures DIR`` choose other places. Output depends only on the results.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from proxmf_bench import __version__
+from proxmf_bench.analysis import (
+    PROBLEM_KEYS,
+    TOLERANCES,
+    RunData,
+    add_suboptimality,
+    cell_summary,
+    combine_runs,
+    failed_cells,
+    load_runs,
+    metric_columns,
+)
+from proxmf_bench.errors import UserError
+from proxmf_bench.figures import (
+    FORMATS,
+    Style,
+    convergence_figure,
+    f_star_note,
+    format_seconds,
+    metric_label,
+    metrics_figure,
+    render,
+    tolerance_figure,
+)
+from proxmf_bench.results import atomic_write_bytes
+
+REPORT_FILE = "report.html"
+FIGURES_DIR = "figures"
+SUMMARY_FILE = "summary.csv"
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote."""
+
+    html_path: Path
+    figures_dir: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def output_paths(run_dirs: Sequence[Path], output: str | os.PathLike | None,
+                 figures_dir: str | os.PathLike | None) -> tuple[Path, Path]:
+    """Where the HTML and the figures go (see the module docstring); ``output`` may name an
+    existing directory, which then receives ``report.html``."""
+    if output is None:
+        html_path = run_dirs[0] / REPORT_FILE if len(run_dirs) == 1 else Path(REPORT_FILE)
+    else:
+        html_path = Path(output) / REPORT_FILE if Path(output).is_dir() else Path(output)
+    if figures_dir is not None:
+        return html_path, Path(figures_dir)
+    if len(run_dirs) == 1:
+        return html_path, run_dirs[0] / FIGURES_DIR
+    return html_path, html_path.parent / FIGURES_DIR
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UserError(f"unknown figure format {', '.join(unknown) or repr(text)} (use {', '.join(FORMATS)})")
+    return formats
+
+
+def _slug(text: str, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower() or "problem"
+    slug, k = base, 2
+    while slug in taken:
+        slug, k = f"{base}-{k}", k + 1
+    taken.add(slug)
+    return slug
+
+
+@dataclass
+class _Section:
+    """One problem (dataset, dtype) of the report: its title, figures and summary."""
+
+    dataset: str
+    dtype: str
+    title: str
+    slug: str
+    note: str
+    figures: list[tuple[str, bytes, str]]  # (file name stem, png bytes, caption)
+    metrics: list[str]
+    summary: pd.DataFrame
+
+
+def build_report(
+    run_dirs: Iterable[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    figures_dir: str | os.PathLike | None = None,
+    formats: Sequence[str] = FORMATS,
+    progress: bool = False,
+) -> Report:
+    """Read the run directories and write the HTML report, the figures and ``summary.csv``.
+
+    ``progress`` shows a bar over the problems (the CLI sets it on a terminal).
+    """
+    runs = load_runs(run_dirs)
+    html_path, fig_dir = output_paths([r.path for r in runs], output, figures_dir)
+    frame = add_suboptimality(combine_runs(runs))
+    style = Style.from_frame(frame)
+    metrics = metric_columns(frame)
+    report = Report(html_path, fig_dir)
+
+    sections, taken = [], set()
+    problems = frame.groupby(PROBLEM_KEYS, sort=False)
+    for (dataset, dtype), sub in tqdm(problems, total=problems.ngroups, desc="report", unit="problem",
+                                      disable=not progress, leave=False):
+        devices = ", ".join(pd.unique(sub["device"]))
+        title = f"{dataset}, {dtype}, {devices}"
+        slug = _slug(f"{dataset}-{dtype}", taken)
+        present = [m for m in metrics if sub[m].notna().any()]
+        figures = [("convergence", convergence_figure(sub, style, title),
+                    "Loss and relative suboptimality against iterations and solver time.")]
+        if present:
+            figures.append(("metrics", metrics_figure(sub, present, style, title),
+                            "Ground-truth metrics against solver time: "
+                            + ", ".join(metric_label(m) for m in present) + "."))
+        figures.append(("time-to-tolerance", tolerance_figure(sub, style, title),
+                        "Solver time to reach each relative suboptimality."))
+        embedded = []
+        for name, fig, caption in figures:
+            base = f"{slug}_{name}"
+            rendered = render(fig, formats)
+            for fmt in formats:
+                path = fig_dir / f"{base}.{fmt}"
+                atomic_write_bytes(path, rendered[fmt])
+                report.files.append(path)
+            embedded.append((base, rendered["png"], caption))
+        summary = cell_summary(sub, present)
+        sections.append(_Section(dataset, dtype, title, slug, f_star_note(sub), embedded, present, summary))
+
+    summaries = pd.concat([s.summary for s in sections], ignore_index=True)
+    csv_path = fig_dir / SUMMARY_FILE
+    atomic_write_bytes(csv_path, summaries.to_csv(index=False).encode())
+    report.files.append(csv_path)
+    page = _page(runs, frame, sections, style, fig_dir, formats)
+    atomic_write_bytes(html_path, page.encode("utf-8"))
+    return report
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+ color:#1d1d1f;max-width:1120px;margin:2em auto;padding:0 1.2em;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}
+h2{font-size:1.25em;margin-top:2.2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+h3{font-size:1.05em;margin-top:1.6em}
+code,.mono{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,monospace;font-size:.92em}
+.scroll{overflow-x:auto;margin:.6em 0}
+table{border-collapse:collapse;font-size:.88em}
+th,td{border:1px solid #d8d8d8;padding:.25em .55em;text-align:left;vertical-align:top}
+th{background:#f4f4f6}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.solver{white-space:nowrap}
+td.cmd{word-break:break-all;min-width:18em}
+tr.bad td{background:#fff3f0}
+.sw{display:inline-block;width:.85em;height:.85em;border-radius:2px;margin-right:.4em;vertical-align:-.08em}
+figure{margin:1.2em 0}
+figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.88em;color:#555}
+.muted{color:#666;font-size:.9em}
+.alert{background:#fff3f0;border-left:4px solid #d9534f;padding:.5em 1em;margin:1em 0}
+.err{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;white-space:pre-wrap;
+ word-break:break-word;max-width:28em}
+nav ul{columns:2;font-size:.92em}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: float, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+        return "&ndash;"
+    return _e(format(value, fmt))
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], classes: Sequence[str] = ()) -> str:
+    """``rows`` hold ready HTML; ``classes`` marks rows (e.g. ``"bad"``)."""
+    out = ["<div class='scroll'><table><thead><tr>", *(f"<th>{_e(h)}</th>" for h in header), "</tr></thead><tbody>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(row) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _runs_table(runs: Sequence[RunData]) -> str:
+    rows = []
+    for run in runs:
+        meta = run.meta
+        versions = meta.get("versions", {})
+        machine = meta.get("cpu", "?") + "".join(f"; GPU {g}" for g in meta.get("gpus", []))
+        cells = meta.get("cells", {})
+        done = f"{cells.get('finished', '?')}/{cells.get('total', '?')}" + (" (interrupted)" if meta.get("interrupted") else "")
+        command = shlex.join(meta["command"]) if meta.get("command") else "no meta.json"
+        rows.append([
+            f"<td class='mono'>{_e(run.label)}</td>",
+            f"<td class='mono'>{_e(meta.get('run_id', run.frame['run_id'].iloc[0] if len(run.frame) else '?'))}</td>",
+            f"<td class='mono cmd'>{_e(command)}</td>",
+            f"<td class='num'>{_e(_when(meta.get('started_at')))}</td>",
+            f"<td>{_e(machine)}</td>",
+            f"<td class='num'>{_e(meta.get('threads', '?'))}</td>",
+            f"<td>torch {_e(versions.get('torch', '?'))}, python {_e(versions.get('python', '?'))}</td>",
+            f"<td class='mono'>{_e((meta.get('git_commit') or 'none')[:12])}</td>",
+            f"<td class='num'>{_e(done)}</td>",
+        ])
+    header = ["run", "run id", "command", "started (UTC)", "machine", "threads", "versions", "commit", "cells"]
+    return _table(header, rows)
+
+
+def _when(timestamp: str | None) -> str:
+    """``2026-01-02T03:04:05.678+00:00`` -> ``2026-01-02 03:04:05``."""
+    return timestamp[:19].replace("T", " ") if timestamp else "?"
+
+
+def _errors_block(frame: pd.DataFrame) -> str:
+    """Solver runs that errored, diverged or were interrupted: one line per solver and
+    message, naming where it happened."""
+    failed = failed_cells(frame)
+    if failed.empty:
+        return ""
+    total = int(failed["seeds"].str.count(",").sum() + len(failed))
+    items = []
+    for (run, device, solver, reason, error), rows in failed.groupby(
+            ["run", "device", "solver", "stop_reason", "error"], sort=False):
+        where = "; ".join(f"<span class='mono'>{_e(r.dataset)}</span> ({_e(r.dtype)}, seeds {_e(r.seeds)})"
+                          for r in rows.itertuples(index=False))
+        context = ", ".join(_e(x) for x in (f"run {run}" if frame["run"].nunique() > 1 else "", device) if x)
+        message = f": <span class='err'>{_e(error)}</span>" if error else ""
+        items.append(f"<li><b class='mono'>{_e(solver)}</b> ({context}) {_e(reason)}{message}"
+                     f"<br><span class='muted'>on {where}</span></li>")
+    return (f"<div class='alert'><b>{total} solver run(s) did not finish normally.</b> They are kept in "
+            f"the figures' legends and the summary tables.<ul>{''.join(items)}</ul></div>")
+
+
+def _summary_table(summary: pd.DataFrame, style: Style, frame: pd.DataFrame, metrics: Sequence[str]) -> str:
+    several_runs = frame["run"].nunique() > 1
+    several_devices = frame["device"].nunique() > 1
+    header = ["solver"] + (["run"] if several_runs else []) + (["device"] if several_devices else [])
+    header += ["seeds", "final loss", "final (f−f*)/f*", "iterations", "solver time", "time / iteration"]
+    header += [f"final {m}" for m in metrics] + ["stop reasons", "errors"]
+    ordered = summary.sort_values(["subopt", "loss"], na_position="last", kind="stable")
+    rows, classes = [], []
+    for row in ordered.to_dict("records"):
+        swatch = f"<span class='sw' style='background:{style.colors[row['solver']]}'></span>"
+        cells = [f"<td class='mono solver'>{swatch}{_e(row['solver'])}</td>"]
+        if several_runs:
+            cells.append(f"<td class='mono'>{_e(row['run'])}</td>")
+        if several_devices:
+            cells.append(f"<td>{_e(row['device'])}</td>")
+        iterations = row["iterations"]
+        cells += [
+            f"<td class='num'>{row['seeds']}</td>",
+            f"<td class='num'>{_num(row['loss'], '.6g')}</td>",
+            f"<td class='num'>{_num(row['subopt'], '.2e') if row['subopt'] != 0 else '0 (best)'}</td>",
+            f"<td class='num'>{_num(iterations, '.0f' if float(iterations).is_integer() else '.1f')}</td>",
+            f"<td class='num'>{_e(format_seconds(row['time_s'])) if pd.notna(row['time_s']) else '&ndash;'}</td>",
+            f"<td class='num'>{_e(format_seconds(row['time_per_iter'])) if pd.notna(row['time_per_iter']) else '&ndash;'}</td>",
+        ]
+        cells += [f"<td class='num'>{_num(row[m], '.4g')}</td>" for m in metrics]
+        cells += [f"<td>{_e(row['stop_reasons'])}</td>", f"<td><span class='err'>{_e(row['errors'])}</span></td>"]
+        rows.append(cells)
+        classes.append("bad" if row["errors"] or "diverged" in row["stop_reasons"] else "")
+    return _table(header, rows, classes)
+
+
+def _section_html(section: _Section, style: Style, frame: pd.DataFrame) -> str:
+    sub = frame[(frame["dataset"] == section.dataset) & (frame["dtype"] == section.dtype)]
+    parts = [f"<h2 id='{_e(section.slug)}'><span class='mono'>{_e(section.title)}</span></h2>",
+             f"<p class='muted'>{_e(section.note)}.</p>"]
+    for name, png, caption in section.figures:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(
+            f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{_e(caption)} Files: <span class='mono'>{_e(name)}.*</span></figcaption></figure>"
+        )
+    parts.append("<h3>Summary</h3>")
+    parts.append(_summary_table(section.summary, style, sub, section.metrics))
+    return "\n".join(parts)
+
+
+def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Section], style: Style,
+          fig_dir: Path, formats: Sequence[str]) -> str:
+    tols = ", ".join(f"{t:.0e}" for t in TOLERANCES)
+    nav = "".join(f"<li><a href='#{_e(s.slug)}' class='mono'>{_e(s.title)}</a></li>" for s in sections)
+    solvers = ", ".join(
+        f"<span class='mono'><span class='sw' style='background:{style.colors[s]}'></span>{_e(s)}</span>"
+        for s in style.solvers
+    )
+    body = [
+        "<h1>proxmf-bench report</h1>",
+        f"<p class='muted'>{len(runs)} run(s), {len(sections)} problem(s), {len(style.solvers)} solver(s), "
+        f"{frame.groupby(['run', 'dataset', 'dtype', 'device', 'solver', 'seed']).ngroups} solver runs.</p>",
+        f"<p>Solvers: {solvers}</p>",
+        _errors_block(frame),
+        "<h2 id='runs'>Runs</h2>",
+        _runs_table(runs),
+        "<h2 id='reading'>How to read this report</h2>",
+        "<ul>"
+        "<li>A problem is a dataset in one dtype; its seeds are instances of it. Runs and devices "
+        "given together are overlaid on the same axes, told apart by line style.</li>"
+        "<li><i>f*</i> is, per seed, the lowest loss any solver reached on that instance in any of "
+        "the runs shown; suboptimality is <i>(f − f*) / f*</i>, so the best run of each seed ends "
+        "at 0, below the log axis.</li>"
+        "<li>Lines are medians over seeds at each recorded iteration, bands the 25th to 75th "
+        "percentile; a curve ends where more than half of its seeds stopped.</li>"
+        f"<li>Time to tolerance ({_e(tols)}): solver time at the first recorded point at or below "
+        "the tolerance (points are recorded on a geometric schedule, so this is an upper bound); "
+        "the median over seeds, with a seed that never got there counted as never.</li>"
+        "<li>Solver time excludes loss and metric evaluation; time per iteration excludes "
+        "<code>init</code>.</li></ul>",
+        f"<nav><b>Problems</b><ul>{nav}</ul></nav>",
+        *(_section_html(s, style, frame) for s in sections),
+        f"<p class='muted' style='margin-top:3em'>Figures as {_e(', '.join(f.upper() for f in formats))}, and the summary "
+        f"tables as CSV, are in <span class='mono'>{_e(fig_dir)}</span>. Made by proxmf-bench "
+        f"{_e(__version__)}.</p>",
+    ]
+    return ("<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+            "<title>proxmf-bench report</title>\n"
+            f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(p for p in body if p) + "\n</body>\n</html>\n")
