@@ -99,16 +99,18 @@ def _read_exact(fd: int, size: int) -> bytes | None:
 class CellWorker:
     """The parent's handle on one worker process.
 
-    ``payload`` is ``{"registry": Registry.source, "grid": GridSpec.to_dict()}``;
+    ``payload`` is ``{"registry": Registry.source, "grid": GridSpec.to_dict(), "data_dir": str or None}``;
     ``max_memory`` (bytes) caps the worker's data segment (Linux ``RLIMIT_DATA``).
     """
 
     def __init__(self, payload: dict[str, Any], max_memory: int | None = None) -> None:
         threads = str(payload["grid"]["threads"])
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        # A session of its own: a Ctrl-C at the terminal reaches only the main process, which
+        # forwards it to the busy workers (interrupt) and kills the others.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "proxmf_bench.isolation"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env, start_new_session=True,
         )
         self.ready = False
         self.index: int | None = None
@@ -374,10 +376,13 @@ def _worker_main() -> int:
 def _setup(payload: dict[str, Any], max_memory: int | None):
     import torch
 
+    from proxmf_bench.data import ENV_DATA
     from proxmf_bench.grid import GridSpec
     from proxmf_bench.plugins import load_registry
 
     spec = GridSpec.from_dict(payload["grid"])
+    if payload.get("data_dir"):  # this process is the run's own: the environment is ours to set
+        os.environ[ENV_DATA] = payload["data_dir"]
     torch.set_num_threads(spec.threads)
     torch.set_flush_denormal(True)
     source = payload["registry"]
@@ -392,4 +397,7 @@ def _setup(payload: dict[str, Any], max_memory: int | None):
 
 
 if __name__ == "__main__":
-    sys.exit(_worker_main())
+    try:
+        sys.exit(_worker_main())
+    except BrokenPipeError:  # the main process is gone: nobody is left to tell
+        os._exit(1)

@@ -176,7 +176,8 @@ def run_benchmark(
                         "each worker process loads the plugins again")
     if data_dir is not None:
         check_root(*resolve_data_dir(data_dir))
-    plan = _Plan(spec, cells, solver_variants, dataset_variants, registry, store, run_id, saved is not None, execution)
+    plan = _Plan(spec, cells, solver_variants, dataset_variants, registry, store, run_id, saved is not None, execution,
+                 None if data_dir is None else str(Path(data_dir).expanduser().absolute()))
 
     torch.set_num_threads(spec.threads)
     torch.set_flush_denormal(True)
@@ -198,6 +199,7 @@ class _Plan:
     run_id: str
     resuming: bool
     execution: dict[str, Any]
+    data_dir: str | None  # given explicitly: worker processes (also on dask) read from there
 
 
 def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> RunOutput:
@@ -237,7 +239,7 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> Ru
                     interrupted = run_grid(plan.registry, [cells[i] for i in pending], spec.limits,
                                            observer=observer, on_result=persist).interrupted
                 else:
-                    payload = {"registry": plan.registry.source, "grid": spec.to_dict()}
+                    payload = {"registry": plan.registry.source, "grid": spec.to_dict(), "data_dir": plan.data_dir}
                     interrupted = _run_parallel(plan.execution, payload, cells, pending, persist_and_show, spec.limits)
             finally:
                 if observer is not None and hasattr(observer, "close"):

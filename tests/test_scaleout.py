@@ -98,3 +98,16 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="cannot connect to the dask scheduler"):
         run_benchmark(solvers="mu", datasets="synthetic[m=10,n=8,rank=2]", max_iter=2, backend="dask",
                       scheduler=f"tcp://127.0.0.1:{port}", out=tmp_path / "run")
+
+
+def test_workers_read_dataset_files_from_the_data_dir(tmp_path, monkeypatch):
+    from conftest import SHARED_HSI
+
+    if not SHARED_HSI.is_dir():
+        pytest.skip("needs ../shared/data/hsi")
+    monkeypatch.delenv("PROXMF_BENCH_DATA", raising=False)
+    common = {"solvers": "mu", "datasets": "samson", "max_iter": 3, "data_dir": SHARED_HSI}
+    serial = run_benchmark(**common, out=tmp_path / "serial")
+    isolated = run_benchmark(**common, jobs=1, out=tmp_path / "jobs")
+    assert set(isolated.frame.stop_reason) == {"max_iter"}
+    pd.testing.assert_frame_equal(comparable(isolated.frame), comparable(serial.frame))
