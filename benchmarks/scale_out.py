@@ -1,8 +1,9 @@
 """Acceptance figures for scale-out and resuming: cells lost, content identity, throughput.
 
 Run ``python benchmarks/scale_out.py`` (``--quick`` for a 48-cell smoke). It runs one grid
-of tiny problems (default 240 cells: 4 MU variants x 3 noise levels x 2 dtypes x 10 seeds,
-30 iterations each) through the ``proxmf-bench`` command line, 1 torch thread per cell:
+of small problems (default 240 cells: 4 MU variants x 3 noise levels x 2 dtypes x 10 seeds,
+30 iterations each on 40 x 30 rank 3; ``--shape 500x400x10 --max-iter 200`` for cells that
+take a while) through the ``proxmf-bench`` command line, 1 torch thread per cell:
 
 1. serially in one process (the reference table);
 2. with ``--jobs 2`` and through a dask ``LocalCluster`` (2 single-threaded worker processes
@@ -29,11 +30,12 @@ import time
 from pathlib import Path
 
 SOLVERS = "mu[eps=[1e-12,1e-10,1e-8,1e-6]]"
-DATASETS = "synthetic[m=40,n=30,rank=3,noise=[0.0,0.01,0.05]]"
 
 
-def grid_args(seeds: int, max_iter: int) -> list[str]:
-    return ["--solvers", SOLVERS, "--datasets", DATASETS, "--dtypes", "float32,float64",
+def grid_args(shape: str, seeds: int, max_iter: int) -> list[str]:
+    m, n, rank = shape.split("x")
+    datasets = f"synthetic[m={m},n={n},rank={rank},noise=[0.0,0.01,0.05]]"
+    return ["--solvers", SOLVERS, "--datasets", datasets, "--dtypes", "float32,float64",
             "--seeds", str(seeds), "--max-iter", str(max_iter), "--threads", "1"]
 
 
@@ -93,15 +95,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="48 cells instead of 240")
     parser.add_argument("--max-iter", type=int, default=30)
+    parser.add_argument("--shape", default="40x30x3", help="m x n x rank of the synthetic problems")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     from dask.distributed import LocalCluster
 
     seeds = 2 if args.quick else 10
     n_cells = 4 * 3 * 2 * seeds
-    base = grid_args(seeds, args.max_iter)
+    base = grid_args(args.shape, seeds, args.max_iter)
     work = Path(tempfile.mkdtemp(prefix="proxmf-scale-out-"))
-    figures: dict = {"cells": n_cells, "max_iter": args.max_iter, "cpus": os.cpu_count(), "modes": {}}
+    figures: dict = {"cells": n_cells, "shape": args.shape, "max_iter": args.max_iter, "cpus": os.cpu_count(),
+                     "modes": {}}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
         modes = {
