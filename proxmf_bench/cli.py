@@ -177,7 +177,70 @@ def build_parser() -> argparse.ArgumentParser:
                      help="figure file formats, comma-separated (default: png,svg,pdf)")
     rep.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     rep.set_defaults(handler=cmd_report)
+
+    train = sub.add_parser(
+        "train", parents=[common], help="train NALMU weights on a dataset with ground truth",
+        description="Train the elementwise weights of NALMU (unrolled multiplicative updates) on "
+                    "problems with known factors, keep the weights with the lowest held-out loss "
+                    "and save them with their configuration; use them with "
+                    "--solvers 'nalmu[weights=FILE]'. Ctrl-C stops and saves the best weights so far.",
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("model", choices=("nalmu",), help="what to train")
+    train.add_argument("--dataset", default="nnls_toy", help="dataset with ground truth (default: nnls_toy)")
+    train.add_argument("--out", default="nalmu.pt", metavar="FILE", help="weights file to write (default: nalmu.pt)")
+    train.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    arch = train.add_argument_group("model")
+    arch.add_argument("--layers", type=int, default=25, metavar="K", help="unrolled layers (default: 25)")
+    arch.add_argument("--shape", default="full", choices=("full", "component", "scalar"),
+                      help="weights of one layer: full (A_W m x r, A_H r x 1), component (one per "
+                           "component), scalar (default: full)")
+    arch.add_argument("--tied", action="store_true", help="one set of weights shared by all layers")
+    arch.add_argument("--normalize", action="store_true",
+                      help="normalise the columns of Y and scale the initial factors to match")
+    arch.add_argument("--eps", type=float, default=1e-12, help="floor on entries and denominators (default: 1e-12)")
+    opt = train.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=300, help="passes over the training problems (default: 300)")
+    opt.add_argument("--batch", type=int, default=8, metavar="B", help="training problems per step (default: 8)")
+    opt.add_argument("--lr", type=float, default=1e-2, help="learning rate (default: 1e-2)")
+    opt.add_argument("--optimizer", default="adamw", choices=("adamw", "adam"), help="(default: adamw)")
+    opt.add_argument("--weight-decay", type=float, default=0.0, help="AdamW/Adam weight decay (default: 0)")
+    opt.add_argument("--nu", default="logspace", choices=("logspace", "last", "uniform"),
+                     help="layer weights of the loss: logspace(-7, 0, K), last layer only, or all ones "
+                          "(default: logspace)")
+    opt.add_argument("--loss-W", dest="loss_W", default="sq", choices=("sq", "sad"),
+                     help="NMF form: loss on W, squared error of unit-norm columns or spectral angle "
+                          "(default: sq)")
+    opt.add_argument("--loss-H", dest="loss_H", default="sq", choices=("sq", "sum-to-one"),
+                     help="loss on H: squared error (in the NMF form after putting H on the ground "
+                          "truth's scale), or squared error of column proportions (default: sq)")
+    opt.add_argument("--seed", type=int, default=0, help="seed of the batch order and patch split (default: 0)")
+    source = train.add_argument_group("training data")
+    source.add_argument("--split", default="seeds", choices=("seeds", "pixels"),
+                      help="one problem per dataset seed, or pixel patches of one problem (default: seeds)")
+    source.add_argument("--problems", type=int, default=20, help="problems with --split seeds (default: 20)")
+    source.add_argument("--first-seed", type=int, default=1000,
+                      help="first dataset seed used for training (default: 1000, so that 'run --seeds N' "
+                           "evaluates on unseen problems)")
+    source.add_argument("--patch-size", type=int, default=500, help="pixels per patch with --split pixels (default: 500)")
+    source.add_argument("--val-fraction", type=float, default=0.2, help="share of problems held out (default: 0.2)")
+    source.add_argument("--init", default="harness", choices=("harness", "ones"),
+                      help="initial factors: the benchmark harness's seeded random ones, or an all-ones H0 "
+                           "as in the chapter's toy (default: harness, which 'run' uses)")
+    source.add_argument("--dtype", default="float64", choices=("float32", "float64"), help="(default: float64)")
+    source.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads (default: 1)")
+    train.set_defaults(handler=cmd_train)
     return parser
+
+
+TRAIN_EPILOG = """\
+examples:
+  proxmf-bench train nalmu --dataset nnls_toy --layers 20 --shape component --out toy.pt
+  proxmf-bench run --solvers "mu,nalmu[weights=toy.pt]" --datasets nnls_toy --seeds 5
+  proxmf-bench train nalmu --dataset "synthetic[m=50,n=200,rank=4]" --normalize --loss-W sad
+  proxmf-bench train nalmu --dataset samson --split pixels --patch-size 475 --layers 25 \\
+      --loss-W sad --loss-H sum-to-one --lr 1e-3 --epochs 100
+"""
 
 
 DATA_EPILOG = """\
@@ -320,6 +383,39 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.mirror is not None:
         raise UserError("--mirror only applies to 'data fetch'")
     return print_inventory(registry, args.names, args.data_dir)
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from proxmf_bench.train import TrainSettings, train_nalmu
+
+    registry = _registry(args)
+    if args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch, lr=args.lr, optimizer=args.optimizer,
+                             weight_decay=args.weight_decay, nu=args.nu, loss_W=args.loss_W,
+                             loss_H=args.loss_H, seed=args.seed)
+    report = train_nalmu(
+        registry, args.dataset, args.out, layers=args.layers, shape=args.shape, tied=args.tied,
+        normalize=args.normalize, eps=args.eps, settings=settings, split=args.split, problems=args.problems,
+        val_fraction=args.val_fraction, patch_size=args.patch_size, first_seed=args.first_seed,
+        dtype=getattr(torch, args.dtype), init=args.init, force=args.force, progress=sys.stderr.isatty(),
+        command=[PROG, *sys.argv[1:]],
+    )
+    cfg, fit = report.config, report.fit
+    print(f"NALMU ({cfg.form}, K={cfg.layers}, {cfg.shape}, {'tied' if cfg.tied else 'per layer'}) on "
+          f"{report.data.description['dataset']}: {len(report.data.train)} training / "
+          f"{len(report.data.val)} held-out problems, {fit.epochs_run} epochs in {fit.seconds:.1f} s, "
+          f"best epoch {fit.best_epoch}")
+    for name, after in report.trained.items():
+        print(f"  held-out {name:9s} untrained (MU) {report.untrained[name]:.6g} -> trained {after:.6g}")
+    print(f"weights -> {report.path}")
+    if fit.interrupted:
+        print(f"{PROG}: interrupted; the best weights so far (epoch {fit.best_epoch}) were saved", file=sys.stderr)
+        return 130
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,14 @@ ENV_PLUGINS = "PROXMF_BENCH_PLUGINS"
 BUILTIN_PLUGINS = (
     "proxmf_bench.prox",
     "proxmf_bench.solvers.mu",
+    "proxmf_bench.solvers.nalmu",
+    "proxmf_bench.solvers.pgm",
+    "proxmf_bench.solvers.pgm_momentum",
+    "proxmf_bench.solvers.fista",
+    "proxmf_bench.solvers.adaprox",
+    "proxmf_bench.solvers.pgm_torch",
     "proxmf_bench.datasets.synthetic",
+    "proxmf_bench.datasets.nnls_toy",
     "proxmf_bench.datasets.hsi",
     "proxmf_bench.datasets.digits",
 )

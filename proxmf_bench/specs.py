@@ -192,13 +192,16 @@ class ProxSpec:
     """A named proximal operator ``fn(X, step, **params) -> X`` acting on a torch tensor.
 
     It returns ``argmin_Z 1/2 ||Z - X||^2 + step * g(Z)``; projections ignore ``step``.
-    Column-wise operators treat each column of a matrix as one vector.
+    Column-wise operators treat each column of a matrix as one vector. ``penalty(X, **params)``,
+    when given, evaluates ``g(X)`` as a 0-d tensor (solvers that compare objective values use
+    it); ``None`` means ``g`` is 0 at the operator's outputs, as for the indicator of a set.
     """
 
     name: str
     fn: Callable[..., "torch.Tensor"]
     params: tuple[Param, ...] = ()
     summary: str = ""
+    penalty: Callable[..., "torch.Tensor"] | None = None
 
     def __call__(self, X: torch.Tensor, step: float, **params: Any) -> torch.Tensor:
         return self.fn(X, step, **params)

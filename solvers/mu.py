@@ -18,18 +18,30 @@ from proxmf_bench.problem import Problem
 from proxmf_bench.specs import Param, SolverSpec
 
 
+def mu_ratio_H(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:
+    """The multiplicative factor ``(W^T Y) / max(W^T W H, eps)`` of the H update, a new tensor.
+
+    Works on batches (leading dimensions) and under autograd: the in-place operations act
+    only on fresh intermediates that backward does not need.
+    """
+    ratio = W.mT @ Y
+    return ratio.div_(((W.mT @ W) @ H).clamp_min_(eps))
+
+
+def mu_ratio_W(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:
+    """The multiplicative factor ``(Y H^T) / max(W H H^T, eps)`` of the W update, a new tensor."""
+    ratio = Y @ H.mT
+    return ratio.div_((W @ (H @ H.mT)).clamp_min_(eps))
+
+
 def mu_update_H(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:
     """One MU step on ``H`` in place; returns ``H``."""
-    ratio = W.T @ Y
-    ratio.div_(((W.T @ W) @ H).clamp_min_(eps))
-    return H.mul_(ratio).clamp_min_(eps)
+    return H.mul_(mu_ratio_H(Y, W, H, eps)).clamp_min_(eps)
 
 
 def mu_update_W(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:
     """One MU step on ``W`` in place; returns ``W``."""
-    ratio = Y @ H.T
-    ratio.div_((W @ (H @ H.T)).clamp_min_(eps))
-    return W.mul_(ratio).clamp_min_(eps)
+    return W.mul_(mu_ratio_W(Y, W, H, eps)).clamp_min_(eps)
 
 
 class MU:
