@@ -1,17 +1,19 @@
 """The ``proxmf-bench`` command line.
 
 Errors in the input print one line (``proxmf-bench: error: ...``) and exit with status 2;
-``--debug`` shows the traceback instead. Ctrl-C during ``run`` keeps finished cells, writes
-the run directory and exits with status 130.
+``--debug`` shows the traceback instead. Ctrl-C (or SIGTERM) during ``run`` keeps finished
+cells, writes the run directory and exits with status 130 (143); a second one exits at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 from proxmf_bench.errors import UserError
 
@@ -29,6 +31,20 @@ examples:
   proxmf-bench run --solvers all
   proxmf-bench run --solvers mu --datasets "synthetic[m=500,n=800,rank=20]" --seeds 3
   proxmf-bench run --solvers mu --devices cpu,cuda --dtypes float32,float64 --max-time 5
+  proxmf-bench run --solvers all --seeds 10 --jobs 4 --max-time 30 --out results/night
+  proxmf-bench run --resume results/night          # after Ctrl-C, a crash or a reboot
+  proxmf-bench run --solvers all --backend dask --scheduler tcp://10.0.0.5:8786
+
+nothing lost:
+  every cell is written to RUN_DIR/cells/ as it finishes; --resume RUN_DIR runs only the
+  cells that have no result yet (grid options not given are taken from RUN_DIR/grid.json;
+  given ones must describe the same grid). Ctrl-C or SIGTERM records the running cell as
+  interrupted and exits non-zero; a second Ctrl-C exits at once.
+
+fault isolation (--jobs N or --backend dask):
+  each cell runs in a worker process; one that crashes it (segfault, os._exit), exceeds
+  --max-memory, or runs past --cell-timeout wall seconds (default 2 x --max-time + 60 s;
+  no limit without --max-time) is recorded as an error and the grid goes on.
 """
 
 REPORT_EPILOG = """\
@@ -73,18 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "against iterations and solver time in results/<run-id>/.",
         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--solvers", default="all", help="solver selection (default: all)")
-    run.add_argument("--datasets", default="synthetic", help="dataset selection (default: synthetic)")
-    run.add_argument("--devices", default="cpu", help="comma-separated: cpu, cuda, cuda:N (default: cpu)")
-    run.add_argument("--dtypes", default="float64", help="comma-separated: float32, float64 (default: float64)")
-    run.add_argument("--seeds", type=int, default=1, metavar="N", help="run seeds 0..N-1 (default: 1)")
-    run.add_argument("--max-iter", type=int, default=200, metavar="K", help="iterations per run (default: 200)")
+    # Grid options default to None ("not given"): a new run fills in the documented default,
+    # --resume the value saved with the run.
+    run.add_argument("--solvers", help="solver selection (default: all)")
+    run.add_argument("--datasets", help="dataset selection (default: synthetic)")
+    run.add_argument("--devices", help="comma-separated: cpu, cuda, cuda:N (default: cpu)")
+    run.add_argument("--dtypes", help="comma-separated: float32, float64 (default: float64)")
+    run.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1 (default: 1)")
+    run.add_argument("--max-iter", type=int, metavar="K", help="iterations per run (default: 200)")
     run.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
                      help="solver-time limit per run, overshoot at most one iteration")
     run.add_argument("--tol", type=float, default=None,
                      help="stop when the relative loss change of one iteration falls to TOL "
                           "(the loss is then evaluated every iteration, outside the clock)")
-    run.add_argument("--threads", type=int, default=1, metavar="N",
+    run.add_argument("--threads", type=int, metavar="N",
                      help="torch threads per run, recorded with the results (default: 1)")
     run.add_argument("--out", default=None, metavar="DIR", help="run directory (default: results/<run-id>)")
     run.add_argument("--data-dir", default=None, metavar="DIR",
@@ -92,6 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
                           "else a per-user cache directory; see 'proxmf-bench data')")
     run.add_argument("--report", action="store_true",
                      help="write the HTML report and figures into the run directory at the end")
+    scale = run.add_argument_group("scale-out, resuming and fault isolation")
+    scale.add_argument("--jobs", type=int, metavar="N",
+                       help="run cells in N worker processes, each with --threads threads (default: one "
+                            "after another in this process); with --backend dask and no --scheduler, the "
+                            "size of the local cluster")
+    scale.add_argument("--backend", choices=("local", "dask"), default="local",
+                       help="where cells run: this machine (default) or a dask.distributed cluster "
+                            "(pip install 'proxmf-bench[dask]')")
+    scale.add_argument("--scheduler", metavar="ADDRESS",
+                       help="dask scheduler address, e.g. tcp://host:8786 (default: a local cluster)")
+    scale.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR: keep finished cells, run the others")
+    scale.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                       help="wall-clock limit of one cell in a worker process (default: 2 x --max-time "
+                            "+ 60; none without --max-time)")
+    scale.add_argument("--max-memory", metavar="SIZE",
+                       help="memory limit of each worker process, e.g. 4G (Linux; host memory only)")
     run.set_defaults(handler=cmd_run)
 
     lst = sub.add_parser(
@@ -233,6 +268,11 @@ def _registry(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from proxmf_bench.runner import run_benchmark
 
+    if args.resume is not None and not args.plugin:  # the plugins the run was started with
+        from proxmf_bench.grid import saved_plugin_files
+        from proxmf_bench.store import RunStore
+
+        args.plugin = saved_plugin_files(RunStore(Path(args.resume)).read_manifest())
     registry = _registry(args)
     observer_factory = None
     if sys.stderr.isatty():
@@ -243,8 +283,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         solvers=args.solvers, datasets=args.datasets, devices=args.devices, dtypes=args.dtypes,
         seeds=args.seeds, max_iter=args.max_iter, max_time=args.max_time, tol=args.tol,
         threads=args.threads, out=args.out, registry=registry, observer_factory=observer_factory,
-        command=[PROG, *sys.argv[1:]], data_dir=args.data_dir,
+        command=[PROG, *sys.argv[1:]], data_dir=args.data_dir, jobs=args.jobs, backend=args.backend,
+        scheduler=args.scheduler, resume=args.resume, cell_timeout=args.cell_timeout, max_memory=args.max_memory,
     )
+    for warning in output.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     _print_summary(output)
     if args.report:
         if output.frame.empty:
@@ -252,8 +295,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             _make_report([output.run_dir])
     if output.interrupted:
-        print(f"{PROG}: interrupted; finished cells were kept in {output.run_dir}", file=sys.stderr)
-        return 130
+        print(f"{PROG}: interrupted; finished cells were kept in {output.run_dir}; "
+              f"continue with: {PROG} run --resume {output.run_dir}", file=sys.stderr)
+        return 128 + int(output.signal or signal.SIGINT)
     return 0
 
 
@@ -379,6 +423,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Paths and arguments that are not valid UTF-8 arrive as surrogate escapes: print them
+    # escaped instead of failing with UnicodeEncodeError.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("PROXMF_BENCH_DEBUG") == "1"

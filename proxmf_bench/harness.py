@@ -9,6 +9,8 @@ without a per-iteration API are sampled with growing budgets instead (:mod:`prox
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 import traceback
@@ -18,7 +20,7 @@ from typing import Any
 
 import torch
 
-from proxmf_bench.errors import UserError
+from proxmf_bench.errors import DataError, UserError
 from proxmf_bench.metrics import record_metrics
 from proxmf_bench.plugins import Registry
 from proxmf_bench.problem import Problem, initial_factors
@@ -70,6 +72,20 @@ class Cell:
             "seed": self.seed,
         }
 
+    @property
+    def id(self) -> str:
+        """A stable identifier of what this cell computes (not of its labels).
+
+        Hash of the solver and dataset names with their fully resolved parameters, the
+        device, dtype and seed: the same cell in two runs, or in a resumed run, has the same id.
+        """
+        identity = [self.solver.name, self.solver.params_json(), self.dataset.name,
+                    self.dataset.params_json(), self.device, self.dtype, self.seed]
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        return f"{self.solver.label} on {self.dataset.label} ({self.device}, {self.dtype}, seed {self.seed})"
+
 
 @dataclass
 class CellResult:
@@ -94,8 +110,11 @@ class CellObserver:
     def cell_finished(self, result: CellResult) -> None: ...
 
 
-def parse_devices(text: str) -> list[str]:
-    """``"cpu,cuda"`` -> ``["cpu", "cuda:0"]``; CUDA asked for but absent is a ``UserError``."""
+def parse_devices(text: str, require_available: bool = True) -> list[str]:
+    """``"cpu,cuda"`` -> ``["cpu", "cuda:0"]``; CUDA asked for but absent is a ``UserError``.
+
+    ``require_available=False`` skips that check (cells run on other machines: dask).
+    """
     out = []
     for item in (t.strip() for t in text.split(",")):
         if not item:
@@ -104,7 +123,9 @@ def parse_devices(text: str) -> list[str]:
             dev = torch.device(item)
         except (RuntimeError, ValueError):
             raise UserError(f"unknown device {item!r} (use cpu, cuda or cuda:N)") from None
-        if dev.type == "cuda":
+        if dev.type == "cuda" and not require_available:
+            dev = torch.device("cuda", 0 if dev.index is None else dev.index)
+        elif dev.type == "cuda":
             if not torch.cuda.is_available():
                 raise UserError(f"device {item!r} requested but CUDA is not available on this machine")
             index = 0 if dev.index is None else dev.index
@@ -268,10 +289,73 @@ def build_cells(
 
 
 def preflight(registry: Registry, datasets: list[Variant], seed: int) -> None:
-    """Load every dataset once on the CPU so bad data fails before any solver runs."""
+    """Load every dataset once on the CPU so bad data fails before any solver runs.
+
+    A dataset that fails with anything but a :class:`UserError` (a plugin's bug, a missing
+    library, memory) is reported as a :class:`DataError` naming the dataset.
+    """
     for variant in datasets:
         spec = registry.get_dataset(variant.name)
-        spec.load(variant.params, seed, torch.device("cpu"), torch.float64)
+        try:
+            spec.load(variant.params, seed, torch.device("cpu"), torch.float64)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise DataError(f"dataset {variant.label}: loading failed: {_describe(exc)}") from exc
+
+
+def failed_result(cell: Cell, stop_reason: str, error: str) -> CellResult:
+    """A cell that produced no records of its own (load error, crash, interrupt): one row."""
+    result = CellResult(cell, stop_reason=stop_reason, error=error)
+    _ensure_row(result, 0, 0.0)
+    return result
+
+
+class ProblemCache:
+    """Loads the problem of a cell, keeping the latest: a problem's solvers run back to back."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.key: tuple | None = None
+        self.problem: Problem | None = None
+        self.W0 = self.H0 = None
+        self.error = ""
+
+    def load(self, cell: Cell) -> tuple[Problem | None, str]:
+        """``(problem, "")``, or ``(None, reason)`` when the dataset failed to load."""
+        key = (cell.dataset, cell.seed, cell.device, cell.dtype)
+        if key != self.key:
+            self.key, self.problem, self.W0, self.H0, self.error = key, None, None, None, ""
+            try:
+                spec = self.registry.get_dataset(cell.dataset.name)
+                problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
+                self.W0, self.H0 = initial_factors(problem, cell.seed, key=cell.dataset.name + cell.dataset.params_json())
+                self.problem = problem
+            except Exception as exc:  # recorded per cell; the rest of the grid goes on
+                self.error = f"loading dataset failed: {_describe(exc)}"
+        return self.problem, self.error
+
+
+def run_grid_cell(
+    registry: Registry,
+    cell: Cell,
+    limits: Limits,
+    schedule: RecordSchedule,
+    cache: ProblemCache,
+    observer: CellObserver | None = None,
+) -> CellResult:
+    """Run one cell of a grid: load (or reuse) its problem, then :func:`run_cell`.
+
+    Raises ``_Interrupted`` (carrying the partial result) on Ctrl-C inside the solver loop.
+    """
+    problem, load_error = cache.load(cell)
+    if problem is None:
+        result = failed_result(cell, "error", load_error)
+        if observer is not None:
+            observer.cell_finished(result)
+        return result
+    factory = registry.get_solver(cell.solver.name).factory
+    return run_cell(factory, cell, problem, cache.W0.clone(), cache.H0.clone(), limits, schedule, observer)
 
 
 def run_grid(
@@ -280,38 +364,35 @@ def run_grid(
     limits: Limits,
     schedule: RecordSchedule | None = None,
     observer: CellObserver | None = None,
+    on_result: Callable[[CellResult], None] | None = None,
 ) -> GridRun:
-    """Run ``cells`` in order; Ctrl-C stops the grid and keeps what finished."""
+    """Run ``cells`` in order in this process; Ctrl-C stops the grid and keeps what finished.
+
+    ``on_result``, if given, is called with each result as soon as its cell finishes (the
+    runner persists it there), including the partial result of an interrupted cell.
+    """
     schedule = schedule or RecordSchedule()
+    cache = ProblemCache(registry)
     results: list[CellResult] = []
-    problem_key = None
-    problem = W0 = H0 = None
-    load_error = ""
+
+    def finish(result: CellResult) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
     for index, cell in enumerate(cells):
-        if observer is not None:
-            observer.cell_started(cell, index, len(cells))
-        key = (cell.dataset, cell.seed, cell.device, cell.dtype)
         try:
-            if key != problem_key:
-                problem_key, problem, load_error = key, None, ""
-                try:
-                    spec = registry.get_dataset(cell.dataset.name)
-                    problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
-                    W0, H0 = initial_factors(problem, cell.seed, key=cell.dataset.name + cell.dataset.params_json())
-                except Exception as exc:  # recorded per cell; the rest of the grid goes on
-                    load_error = f"loading dataset failed: {_describe(exc)}"
-            if problem is None:
-                result = CellResult(cell, stop_reason="error", error=load_error)
-                _ensure_row(result, 0, 0.0)
-                if observer is not None:
-                    observer.cell_finished(result)
-            else:
-                factory = registry.get_solver(cell.solver.name).factory
-                result = run_cell(factory, cell, problem, W0.clone(), H0.clone(), limits, schedule, observer)
+            if observer is not None:
+                observer.cell_started(cell, index, len(cells))
+            result = run_grid_cell(registry, cell, limits, schedule, cache, observer)
         except _Interrupted as stop:
-            results.append(stop.result)
+            finish(stop.result)
             return GridRun(results, interrupted=True)
+        except KeyboardInterrupt:  # outside the solver loop: while loading the problem
+            finish(failed_result(cell, "interrupted", "interrupted by the user"))
+            return GridRun(results, interrupted=True)
+        try:
+            finish(result)
         except KeyboardInterrupt:
             return GridRun(results, interrupted=True)
-        results.append(result)
     return GridRun(results)

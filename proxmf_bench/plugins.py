@@ -82,6 +82,8 @@ class Registry:
     prox: dict[str, ProxSpec] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     owner: dict[tuple[str, str], str] = field(default_factory=dict)
+    # How load_registry built it (JSON-able), so a worker process can build the same one.
+    source: dict[str, Any] | None = None
 
     def get_solver(self, name: str) -> SolverSpec:
         return lookup_spec(self.solvers, name, "solver")
@@ -119,11 +121,23 @@ def load_registry(
     strict: bool = False,
     builtins: Iterable[str] = BUILTIN_PLUGINS,
     use_entry_points: bool = True,
+    use_env: bool = True,
 ) -> Registry:
-    """Discover, import and register every plugin; return the filled :class:`Registry`."""
+    """Discover, import and register every plugin; return the filled :class:`Registry`.
+
+    ``use_env=False`` ignores ``$PROXMF_BENCH_PLUGINS`` (a worker process is given the files
+    it named in ``plugin_files``, from the parent's ``Registry.source``).
+    """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    registry = Registry()
+    builtins = list(builtins)
+    env_files = [p for p in os.environ.get(ENV_PLUGINS, "").split(os.pathsep) if p] if use_env else []
+    registry = Registry(source={
+        "plugin_files": [str(Path(p).expanduser().absolute()) for p in plugin_files],
+        "env_files": [str(Path(p).expanduser().absolute()) for p in env_files],
+        "builtins": builtins,
+        "use_entry_points": use_entry_points,
+    })
 
     def add(name: str, origin: str, load) -> None:
         info = PluginInfo(name=name, origin=origin)
@@ -145,7 +159,6 @@ def load_registry(
         for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
             dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown distribution"
             add(ep.name, f"entry point {ep.value} ({dist})", ep.load)
-    env_files = [p for p in os.environ.get(ENV_PLUGINS, "").split(os.pathsep) if p]
     for path in env_files:
         add(_file_plugin_name(path), f"file {path} (${ENV_PLUGINS})", lambda p=path: _load_file(p))
     for path in plugin_files:

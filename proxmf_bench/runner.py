@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,56 +25,74 @@ from proxmf_bench import environment
 from proxmf_bench.data import check_root, use_data_dir
 from proxmf_bench.data import data_dir as resolve_data_dir
 from proxmf_bench.errors import UserError
+from proxmf_bench.grid import GridSpec, explain_changes, manifest, saved_plugin_files
 from proxmf_bench.harness import (
+    Cell,
     CellObserver,
+    CellResult,
     Limits,
-    build_cells,
     parse_devices,
     parse_dtypes,
     preflight,
     run_grid,
 )
+from proxmf_bench.interrupts import InterruptGuard
 from proxmf_bench.plugins import Registry, load_registry
-from proxmf_bench.results import to_frame, write_meta, write_results
-from proxmf_bench.selection import select
+from proxmf_bench.resources import parse_size
+from proxmf_bench.results import META_FILE, concat_frames, load_meta, write_meta, write_results
+from proxmf_bench.selection import Variant
+from proxmf_bench.store import MANIFEST_FILE, RunStore
 
 DEFAULT_DATASETS = "synthetic"
 DEFAULT_OUT = Path("results")
+BACKENDS = ("local", "dask")
+
+# The grid options of run_benchmark and their defaults. ``None`` in a call means "not given":
+# the default for a new run, the saved value when resuming.
+GRID_DEFAULTS: dict[str, Any] = {
+    "solvers": "all", "datasets": DEFAULT_DATASETS, "devices": "cpu", "dtypes": "float64", "seeds": 1,
+    "max_iter": 200, "max_time": None, "tol": None, "threads": 1,
+}
 
 
 @dataclass
 class RunOutput:
-    """What a run produced: its directory, the results table and the metadata."""
+    """What a run produced: its directory, the results table and the metadata.
+
+    ``signal`` is the signal that stopped an interrupted run (``SIGINT`` or ``SIGTERM``);
+    ``warnings`` are problems found and worked around (a damaged cell file run again).
+    """
 
     run_dir: Path
     frame: pd.DataFrame
     meta: dict[str, Any]
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
-
-
-def _prepare_output_dir(run_dir: Path) -> None:
-    """Create the run directory before any solver runs, so an unusable ``--out`` fails early."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create output directory {run_dir}: {exc.strerror or exc}") from None
+    warnings: list[str] = field(default_factory=list)
+    signal: int | None = None
 
 
 def new_run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def run_benchmark(
-    solvers: str = "all",
-    datasets: str = DEFAULT_DATASETS,
-    devices: str = "cpu",
-    dtypes: str = "float64",
-    seeds: int = 1,
-    max_iter: int = 200,
+    solvers: str | None = None,
+    datasets: str | None = None,
+    devices: str | None = None,
+    dtypes: str | None = None,
+    seeds: int | None = None,
+    max_iter: int | None = None,
     max_time: float | None = None,
     tol: float | None = None,
-    threads: int = 1,
+    threads: int | None = None,
     out: str | os.PathLike | None = None,
     registry: Registry | None = None,
     plugin_files: Sequence[str] = (),
@@ -81,80 +100,285 @@ def run_benchmark(
     observer_factory=None,
     command: Sequence[str] | None = None,
     data_dir: str | os.PathLike | None = None,
+    *,
+    jobs: int | None = None,
+    backend: str = "local",
+    scheduler: str | None = None,
+    resume: str | os.PathLike | None = None,
+    cell_timeout: float | None = None,
+    max_memory: int | str | None = None,
 ) -> RunOutput:
     """Run every selected solver on every selected dataset and write ``results/<run-id>/``.
 
     Parameters mirror the ``run`` command's flags. Selections use the ``name[key=value]``
-    syntax. ``out`` is the run directory (default ``results/<run-id>``). All input is checked,
-    and every dataset loaded once, before the first solver starts. ``observer_factory``, if
-    given, is called with ``(n_cells, max_iter)`` and returns a
-    :class:`~proxmf_bench.harness.CellObserver` (the CLI passes a progress display).
-    ``data_dir`` is where datasets read their files (default ``$PROXMF_BENCH_DATA``, then a
-    per-user cache directory; see :mod:`proxmf_bench.data`).
-    """
-    if seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {seeds}")
-    if threads < 1:
-        raise UserError(f"--threads must be >= 1, got {threads}")
-    limits = Limits(max_iter=max_iter, max_time=max_time, tol=tol)
-    if registry is None:
-        registry = load_registry(plugin_files, strict=strict_plugins)
-    solver_variants = select(solvers, registry.solvers, registry, "solver")
-    dataset_variants = select(datasets, registry.datasets, registry, "dataset")
-    device_list = parse_devices(devices)
-    dtype_list = parse_dtypes(dtypes)
-    seed_list = list(range(seeds))
-    run_id = new_run_id()
-    run_dir = Path(out) if out is not None else DEFAULT_OUT / run_id
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise UserError(f"output directory {run_dir} exists and is not empty")
+    syntax; a grid option left at ``None`` takes its default (``solvers="all"``,
+    ``datasets="synthetic"``, ``devices="cpu"``, ``dtypes="float64"``, ``seeds=1``,
+    ``max_iter=200``, ``threads=1``). ``out`` is the run directory (default
+    ``results/<run-id>``). All input is checked, and every dataset loaded once, before the
+    first solver starts. ``observer_factory``, if given, is called with
+    ``(n_cells, max_iter)`` and returns a :class:`~proxmf_bench.harness.CellObserver` (the
+    CLI passes a progress display). ``data_dir`` is where datasets read their files (default
+    ``$PROXMF_BENCH_DATA``, then a per-user cache directory; see :mod:`proxmf_bench.data`).
 
+    Each cell is written to ``RUN_DIR/cells/`` as soon as it finishes.
+
+    - ``jobs=None`` (default) runs the cells one after another in this process.
+      ``jobs=N`` runs them in ``N`` worker processes: a cell that crashes its process, runs
+      past ``cell_timeout`` wall seconds (default ``2 * max_time + 60``; none without
+      ``max_time``) or exceeds ``max_memory`` (bytes, or a size such as ``"4G"``) is recorded
+      as ``error`` and the grid goes on.
+    - ``backend="dask"`` sends the cells to the dask scheduler at ``scheduler``, or to a
+      local cluster of ``jobs`` workers (default: one per CPU) when no address is given.
+    - ``resume=RUN_DIR`` continues a run: finished cells are kept, the others run. Grid
+      options not given are taken from ``RUN_DIR/grid.json``; given ones must describe the
+      same grid, else a ``UserError`` explains what changed.
+    """
+    execution = _check_execution(backend, jobs, scheduler, cell_timeout, max_memory)
+    store = saved = None
+    if resume is not None:
+        store = RunStore(Path(resume))
+        if out is not None and Path(out).absolute() != store.run_dir.absolute():
+            raise UserError(f"--out {out} and --resume {resume} name different directories")
+        saved = store.read_manifest()
+    options = _grid_options(saved, solvers=solvers, datasets=datasets, devices=devices, dtypes=dtypes,
+                            seeds=seeds, max_iter=max_iter, max_time=max_time, tol=tol, threads=threads)
+    if options["seeds"] < 1:
+        raise UserError(f"--seeds must be >= 1, got {options['seeds']}")
+    if options["threads"] < 1:
+        raise UserError(f"--threads must be >= 1, got {options['threads']}")
+    if scheduler is None:  # the cells run on this machine: do not oversubscribe its CPUs
+        _check_cpus(jobs, options["threads"])
+    limits = Limits(max_iter=options["max_iter"], max_time=options["max_time"], tol=options["tol"])
+    if registry is None:
+        if saved is not None and not plugin_files:
+            plugin_files = saved_plugin_files(saved)
+        registry = load_registry(plugin_files, strict=strict_plugins)
+    spec = GridSpec(
+        solvers=options["solvers"], datasets=options["datasets"],
+        devices=tuple(parse_devices(options["devices"], require_available=scheduler is None)),
+        dtypes=tuple(parse_dtypes(options["dtypes"])), seeds=options["seeds"], max_iter=limits.max_iter,
+        max_time=limits.max_time, tol=limits.tol, threads=options["threads"],
+    )
+    solver_variants, dataset_variants = spec.variants(registry)
+    cells = spec.cells(registry, (solver_variants, dataset_variants))
+    if saved is not None:
+        change = explain_changes(saved, spec, cells)
+        if change:
+            raise UserError(f"the grid of {store.run_dir} changed since it started: {change}; resume with the "
+                            f"options saved in {store.manifest_path} or start a new run")
+        run_id = saved["run_id"]
+    else:
+        run_id = new_run_id()
+        store = RunStore(Path(out) if out is not None else DEFAULT_OUT / run_id)
+        _check_new_run_dir(store.run_dir)
+    if execution["parallel"] and registry.source is None:
+        raise UserError("--jobs and --backend dask need a registry made by load_registry: "
+                        "each worker process loads the plugins again")
     if data_dir is not None:
         check_root(*resolve_data_dir(data_dir))
-    torch.set_num_threads(threads)
+    plan = _Plan(spec, cells, solver_variants, dataset_variants, registry, store, run_id, saved is not None, execution,
+                 None if data_dir is None else str(Path(data_dir).expanduser().absolute()))
+
+    torch.set_num_threads(spec.threads)
     torch.set_flush_denormal(True)
-    with use_data_dir(data_dir):
-        preflight(registry, dataset_variants, seed_list[0])
-        _prepare_output_dir(run_dir)
+    with use_data_dir(data_dir):  # also seen by worker processes, through the environment
+        preflight(registry, dataset_variants, 0)
+        return _execute(plan, observer_factory, command)
 
-        cells = build_cells(solver_variants, dataset_variants, device_list, dtype_list, seed_list)
-        observer: CellObserver | None = observer_factory(len(cells), max_iter) if observer_factory else None
-        started = dt.datetime.now(dt.timezone.utc)
+
+@dataclass
+class _Plan:
+    """A checked run, ready to start: what it computes, where it writes, how cells run."""
+
+    spec: GridSpec
+    cells: list[Cell]
+    solver_variants: list[Variant]
+    dataset_variants: list[Variant]
+    registry: Registry
+    store: RunStore
+    run_id: str
+    resuming: bool
+    execution: dict[str, Any]
+    data_dir: str | None  # given explicitly: worker processes (also on dask) read from there
+
+
+def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> RunOutput:
+    """Run the cells that have no result yet, persisting each as it ends; write the run directory."""
+    store, cells, spec = plan.store, plan.cells, plan.spec
+    warnings: list[str] = []
+    if plan.resuming:
+        store.remove_temporaries()
+        frames, warnings = store.load_cells(cells)
+    else:
+        store.create(manifest(plan.run_id, spec, plan.registry, cells))
+        frames: dict[str, pd.DataFrame] = {}
+    pending = [i for i, cell in enumerate(cells) if cell.id not in frames]
+    observer: CellObserver | None = observer_factory(len(pending), spec.max_iter) if observer_factory else None
+
+    ran: list[str] = []  # ids of the cells this session ran
+    resume_hint = f"finished cells are kept in {store.run_dir}; continue with: proxmf-bench run --resume {store.run_dir}"
+    guard = InterruptGuard(note=resume_hint)
+
+    def persist(result: CellResult) -> None:
+        with guard.critical():  # Ctrl-C never tears a cell file; it takes effect just after
+            frames[result.cell.id] = store.write_cell(result, plan.run_id, spec.threads)
+            ran.append(result.cell.id)
+
+    def persist_and_show(result: CellResult) -> None:
+        persist(result)
+        if observer is not None:
+            observer.cell_finished(result)
+
+    started = dt.datetime.now(dt.timezone.utc)
+    with guard:
         try:
-            grid = run_grid(registry, cells, limits, observer=observer)
-        finally:
-            if observer is not None and hasattr(observer, "close"):
-                observer.close()
-        used_data_dir = str(resolve_data_dir()[0])
-    finished = dt.datetime.now(dt.timezone.utc)
+            try:
+                if not pending:
+                    interrupted = False
+                elif not plan.execution["parallel"]:
+                    interrupted = run_grid(plan.registry, [cells[i] for i in pending], spec.limits,
+                                           observer=observer, on_result=persist).interrupted
+                else:
+                    payload = {"registry": plan.registry.source, "grid": spec.to_dict(), "data_dir": plan.data_dir}
+                    interrupted = _run_parallel(plan.execution, payload, cells, pending, persist_and_show, spec.limits)
+            finally:
+                if observer is not None and hasattr(observer, "close"):
+                    observer.close()
+        except KeyboardInterrupt:
+            interrupted = True
+        with guard.deferred():
+            output = _finish(plan, frames, len(ran), command, started, interrupted)
+    output.warnings = warnings
+    output.interrupted = output.interrupted or guard.interrupted
+    output.signal = guard.signum if output.interrupted else None
+    if output.interrupted and output.signal is None:
+        output.signal = signal.SIGINT
+    return output
 
-    frame = to_frame((row for r in grid.results for row in r.rows()), run_id, threads)
+
+def _check_execution(backend: str, jobs: int | None, scheduler: str | None, cell_timeout: float | None,
+                     max_memory: int | str | None) -> dict[str, Any]:
+    """Validate how the cells are to be run; returns the settings for ``_run_parallel``."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
+    if scheduler is not None and backend != "dask":
+        raise UserError("--scheduler needs --backend dask")
+    if scheduler is not None and jobs is not None:
+        raise UserError("--jobs sets the size of a local dask cluster; with --scheduler the cluster's workers decide")
+    parallel = jobs is not None or backend == "dask"
+    if cell_timeout is not None and not cell_timeout > 0:
+        raise UserError(f"--cell-timeout must be > 0 seconds, got {cell_timeout}")
+    if not parallel and (cell_timeout is not None or max_memory is not None):
+        raise UserError("--cell-timeout and --max-memory apply to worker processes: add --jobs N (or --backend dask)")
+    memory = parse_size(max_memory) if isinstance(max_memory, str) else max_memory
+    if memory is not None and memory < 1:
+        raise UserError(f"--max-memory must be positive, got {max_memory}")
+    if backend == "dask":
+        from proxmf_bench.dask_backend import import_dask
+
+        import_dask()
+    return {"backend": backend, "jobs": jobs, "scheduler": scheduler, "parallel": parallel,
+            "cell_timeout": cell_timeout, "max_memory": memory}
+
+
+def _check_cpus(jobs: int | None, threads: int) -> None:
+    cpus = usable_cpus()
+    if threads > cpus:
+        raise UserError(f"--threads {threads} is more than the {cpus} CPUs of this machine")
+    if jobs is not None and jobs * threads > cpus:
+        raise UserError(f"--jobs {jobs} x --threads {threads} needs {jobs * threads} CPUs, this machine has "
+                        f"{cpus}: timings would be distorted by oversubscription")
+
+
+def _grid_options(saved: dict[str, Any] | None, **given: Any) -> dict[str, Any]:
+    """Given options over the saved ones (when resuming) over the defaults."""
+    base = dict(GRID_DEFAULTS)
+    if saved is not None:
+        grid = saved["grid"]
+        base.update({k: grid[k] for k in ("solvers", "datasets", "seeds", "max_iter", "max_time", "tol", "threads")})
+        base.update(devices=",".join(grid["devices"]), dtypes=",".join(grid["dtypes"]))
+    return {k: v if v is not None else base[k] for k, v in given.items()}
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        hint = f"; to continue that run: proxmf-bench run --resume {run_dir}" if (run_dir / MANIFEST_FILE).is_file() else ""
+        raise UserError(f"output directory {run_dir} exists and is not empty{hint}")
+
+
+def _run_parallel(execution, payload, cells, pending, on_result, limits: Limits) -> bool:
+    from proxmf_bench.isolation import default_cell_timeout, run_local_pool
+
+    timeout = execution["cell_timeout"] or default_cell_timeout(limits.max_time)
+    if execution["backend"] == "dask":
+        from proxmf_bench.dask_backend import run_dask
+
+        return run_dask(payload, cells, pending, on_result, scheduler=execution["scheduler"],
+                        n_workers=execution["jobs"] or max(1, usable_cpus() // payload["grid"]["threads"]),
+                        cell_timeout=timeout,
+                        max_memory=execution["max_memory"])
+    return run_local_pool(payload, cells, pending, execution["jobs"], on_result, cell_timeout=timeout,
+                          max_memory=execution["max_memory"])
+
+
+def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, started, interrupted: bool) -> RunOutput:
+    """Consolidate the cells into ``results.parquet`` and write ``meta.json``."""
+    store, run_id, spec, cells, execution = plan.store, plan.run_id, plan.spec, plan.cells, plan.execution
+    finished = dt.datetime.now(dt.timezone.utc)
+    frame = concat_frames([frames[c.id] for c in cells if c.id in frames])
     stops = frame.groupby(["solver", "dataset", "device", "dtype", "seed"]).stop_reason.last()
-    meta = {
-        "run_id": run_id,
+    session = {
         "command": list(command) if command is not None else sys.argv,
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
-        "threads": threads,
+        "cells_run": n_ran,
+        "interrupted": interrupted,
+        "backend": execution["backend"],
+        "jobs": execution["jobs"],
+        "scheduler": execution["scheduler"],
+    }
+    history = _previous_sessions(store.run_dir)
+    meta = {
+        "run_id": run_id,
+        "command": session["command"],
+        "started_at": history[0]["started_at"] if history else session["started_at"],
+        "finished_at": session["finished_at"],
+        "threads": spec.threads,
         "flush_denormal": True,
-        "data_dir": used_data_dir,
+        "data_dir": str(resolve_data_dir()[0]),
         "grid": {
-            "solvers": [v.label for v in solver_variants],
-            "datasets": [v.label for v in dataset_variants],
-            "devices": device_list,
-            "dtypes": dtype_list,
-            "seeds": seed_list,
-            "max_iter": max_iter,
-            "max_time": max_time,
-            "tol": tol,
+            "solvers": [v.label for v in plan.solver_variants],
+            "datasets": [v.label for v in plan.dataset_variants],
+            "devices": list(spec.devices),
+            "dtypes": list(spec.dtypes),
+            "seeds": list(range(spec.seeds)),
+            "max_iter": spec.max_iter,
+            "max_time": spec.max_time,
+            "tol": spec.tol,
         },
-        "cells": {"total": len(cells), "finished": len(grid.results), "stop_reasons": stops.value_counts().to_dict()},
-        "interrupted": grid.interrupted,
-        "plugins": [{"name": p.name, "origin": p.origin, "error": p.error} for p in registry.plugins],
+        "cells": {"total": len(cells), "finished": len(frames), "stop_reasons": stops.value_counts().to_dict()},
+        "interrupted": interrupted,
+        "sessions": [*history, session],
+        "plugins": [{"name": p.name, "origin": p.origin, "error": p.error} for p in plan.registry.plugins],
         **environment.describe(),
         "peak_memory": environment.peak_memory(),
     }
-    write_results(run_dir, frame)
-    write_meta(run_dir, meta)
-    errors = [f"{r.cell.solver.label} on {r.cell.dataset.label}: {r.error}" for r in grid.results if r.stop_reason == "error"]
-    return RunOutput(run_dir, frame, meta, grid.interrupted, errors)
+    write_results(store.run_dir, frame)
+    write_meta(store.run_dir, meta)
+    last = frame.sort_values("iteration", kind="stable").groupby(
+        ["solver", "dataset", "device", "dtype", "seed"], sort=False).tail(1)
+    errors = [f"{r.solver} on {r.dataset}: {r.error}" for r in last.itertuples() if r.stop_reason == "error"]
+    return RunOutput(store.run_dir, frame, meta, interrupted, errors)
+
+
+def _previous_sessions(run_dir: Path) -> list[dict[str, Any]]:
+    """The sessions recorded in an existing ``meta.json`` (none if absent or unreadable)."""
+    if not (run_dir / META_FILE).is_file():
+        return []
+    try:
+        sessions = load_meta(run_dir).get("sessions", [])
+    except UserError:
+        return []
+    return sessions if isinstance(sessions, list) else []

@@ -126,6 +126,10 @@ def select(text: str, table: Mapping[str, Any], registry: Any, noun: str) -> lis
 
     if not text or not text.strip():
         raise UserError(f"empty {noun} selection")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes from the command line (surrogate escapes)
+        raise UserError(f"{noun} selection {text!r} contains bytes that are not valid UTF-8") from None
     variants: list[Variant] = []
     for item in split_top_level(text):
         if not item:

@@ -1,0 +1,146 @@
+"""What a run computes, in a form that can be saved, compared and rebuilt elsewhere.
+
+A :class:`GridSpec` holds the selection strings and settings of a run (not the resolved
+objects), so that a worker process or a dask worker can rebuild exactly the same cells from
+its own plugin registry, and so that ``--resume`` can tell whether the grid changed.
+``RUN_DIR/grid.json`` (the manifest) stores the spec, the plugin files and the id of every
+cell, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from proxmf_bench.errors import UserError
+from proxmf_bench.harness import Cell, Limits, build_cells
+from proxmf_bench.plugins import ENV_PLUGINS, Registry
+from proxmf_bench.selection import Variant, select
+
+MANIFEST_FORMAT = 1
+
+# Above this many cells a grid is almost surely a typo (--seeds 1000000000): refused before
+# the cell list is built.
+MAX_CELLS = 1_000_000
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Selections and settings of a run; :meth:`cells` resolves them against a registry."""
+
+    solvers: str
+    datasets: str
+    devices: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    seeds: int
+    max_iter: int
+    max_time: float | None
+    tol: float | None
+    threads: int
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_iter=self.max_iter, max_time=self.max_time, tol=self.tol)
+
+    def variants(self, registry: Registry) -> tuple[list[Variant], list[Variant]]:
+        """The solver and dataset variants the selections expand into."""
+        return (select(self.solvers, registry.solvers, registry, "solver"),
+                select(self.datasets, registry.datasets, registry, "dataset"))
+
+    def cells(self, registry: Registry, variants: tuple[list[Variant], list[Variant]] | None = None) -> list[Cell]:
+        """Every cell of the grid, in execution order (``variants``: from :meth:`variants`)."""
+        solvers, datasets = variants if variants is not None else self.variants(registry)
+        count = len(solvers) * len(datasets) * len(self.devices) * len(self.dtypes) * self.seeds
+        if count > MAX_CELLS:
+            raise UserError(
+                f"the grid has {count:,} cells ({len(solvers)} solver variants x {len(datasets)} datasets x "
+                f"{len(self.devices)} devices x {len(self.dtypes)} dtypes x {self.seeds} seeds); "
+                f"at most {MAX_CELLS:,} are allowed in one run"
+            )
+        return build_cells(solvers, datasets, list(self.devices), list(self.dtypes), list(range(self.seeds)))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["devices"], out["dtypes"] = list(self.devices), list(self.dtypes)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GridSpec:
+        values = {f.name: data[f.name] for f in fields(cls)}
+        values["devices"], values["dtypes"] = tuple(values["devices"]), tuple(values["dtypes"])
+        return cls(**values)
+
+
+def manifest(run_id: str, spec: GridSpec, registry: Registry, cells: list[Cell]) -> dict[str, Any]:
+    """The content of ``grid.json``."""
+    source = registry.source or {}
+    return {
+        "format": MANIFEST_FORMAT,
+        "run_id": run_id,
+        "grid": spec.to_dict(),
+        "plugin_files": source.get("plugin_files", []),
+        "env_files": source.get("env_files", []),
+        "cells": [{"id": c.id, **_brief(c)} for c in cells],
+    }
+
+
+def saved_plugin_files(saved: dict[str, Any]) -> list[str]:
+    """The plugin files a resumed run loads: its ``--plugin`` files, and the files its
+    ``$PROXMF_BENCH_PLUGINS`` named that the environment no longer names."""
+    current = {str(Path(p).expanduser().absolute()) for p in os.environ.get(ENV_PLUGINS, "").split(os.pathsep) if p}
+    return [*saved["plugin_files"], *(f for f in saved.get("env_files", []) if f not in current)]
+
+
+def _brief(cell: Cell) -> dict[str, Any]:
+    return {"solver": cell.solver.label, "dataset": cell.dataset.label, "device": cell.device,
+            "dtype": cell.dtype, "seed": cell.seed}
+
+
+def check_manifest(data: Any, where: str) -> dict[str, Any]:
+    """Validate the structure of a loaded manifest; a clear error if it is not one."""
+    try:
+        if data["format"] != MANIFEST_FORMAT:
+            raise UserError(f"{where} has format {data['format']!r}; this proxmf-bench reads format {MANIFEST_FORMAT}")
+        GridSpec.from_dict(data["grid"])
+        str(data["run_id"])
+        ids = [c["id"] for c in data["cells"]]
+        list(data["plugin_files"])
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{where} is not a proxmf-bench grid manifest ({type(exc).__name__}: {exc})") from None
+    if len(set(ids)) != len(ids):
+        raise UserError(f"{where} lists a cell twice: the manifest is corrupt")
+    return data
+
+
+def explain_changes(saved: dict[str, Any], spec: GridSpec, cells: list[Cell]) -> str | None:
+    """``None`` if ``spec``/``cells`` are the grid of the manifest ``saved``, else why not."""
+    old = GridSpec.from_dict(saved["grid"])
+    reasons = []
+    for name in ("max_iter", "max_time", "tol", "threads"):
+        before, after = getattr(old, name), getattr(spec, name)
+        if before != after:
+            reasons.append(f"{name.replace('_', '-')} {before} -> {after}")
+    old_cells = {c["id"]: c for c in saved["cells"]}
+    new_cells = {c.id: _brief(c) for c in cells}
+    added = [new_cells[i] for i in new_cells if i not in old_cells]
+    removed = [old_cells[i] for i in old_cells if i not in new_cells]
+    for verb, changed in (("added", added), ("removed", removed)):
+        if changed:
+            shown = "; ".join(_show(c) for c in changed[:2]) + ("; ..." if len(changed) > 2 else "")
+            reasons.append(f"{len(changed)} cells {verb} ({shown})")
+    if (added or removed) and all(getattr(old, f) == getattr(spec, f) for f in ("solvers", "datasets", "devices", "dtypes", "seeds")):
+        reasons.append("the selection is unchanged, so the plugins or their default grids changed")
+    return ", ".join(reasons) or None
+
+
+def _show(brief: dict[str, Any]) -> str:
+    return f"{brief['solver']} on {brief['dataset']}, {brief['device']}, {brief['dtype']}, seed {brief['seed']}"
+
+
+def dumps(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=1) + "\n").encode()
