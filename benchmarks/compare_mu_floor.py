@@ -1,81 +1,175 @@
-"""Side-by-side timing: ``mu`` inside the harness vs a bare torch MU loop (same products).
+"""Side-by-side timing: ``mu`` and ``pgm`` in the harness vs bare torch loops (same products).
 
-Run ``python benchmarks/compare_mu_floor.py`` (``--quick`` for a short smoke). For each size
-and dtype it alternates the two several times in one process, 1 thread, denormals flushed,
-and prints the best per-iteration time of each and their ratio (target <= 1.1), plus the
-harness overhead on a run of about 1 s: wall time of the whole cell (loss and metrics at
-record points included) over the solver time the harness measured.
+Run ``python benchmarks/compare_mu_floor.py`` (``--quick`` for a short smoke). For each solver,
+size and dtype it alternates the harness run and the bare loop several times in one process
+(1 thread, denormals flushed) and prints the best per-iteration time of each and their ratio
+(target <= 1.1). Each harness run lasts about 1 s of solver time, and the last column is its
+harness overhead: wall time of the whole cell (loss and metrics at the record points included)
+over the solver time the harness measured, minus one (target < 2%).
+
+The bare loops are the floor: the matrix products of one iteration and the elementwise work
+around them, nothing else. ``pgm`` is compared when it is registered. ``--no-ground-truth``
+drops the synthetic problem's ground truth, so that record points cost the loss alone.
+
+On a GPU: ``--device cuda --sizes 20000x10000x50 --dtypes float32`` (also prints the CPU
+time of the bare loop at that size for the speed-up, unless ``--no-cpu``).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 
 SIZES = ((200, 500, 10), (1000, 1000, 20), (5000, 2000, 40))
 
 
-def bare_mu(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int, eps: float = 1e-12) -> float:
-    """The floor: a plain MU loop with the same matrix products. Returns seconds per iteration."""
-    start = time.perf_counter()
+def bare_mu(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int, eps: float = 1e-12):
+    """Lee-Seung MU, ``H`` then ``W``, epsilon-floored, in place; returns ``(W, H)``."""
     for _ in range(iters):
         H *= (W.T @ Y) / (W.T @ W @ H).clamp_min(eps)
         H.clamp_min_(eps)
         W *= (Y @ H.T) / (W @ (H @ H.T)).clamp_min(eps)
         W.clamp_min_(eps)
+    return W, H
+
+
+def bare_pgm(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int):
+    """Projected gradient on ``H`` then ``W^T``, step ``1 / lambda_max`` of the block's Gram.
+
+    The step is fused as ``(X + t C) - t G X`` (one elementwise pass and one ``addmm``), and
+    ``lambda_max`` comes from LAPACK directly on the CPU (``torch.linalg.eigvalsh`` adds some
+    30 us per call): the cheapest way to do one ``pgm`` iteration's work.
+    """
+    Wt = W.T.contiguous()
+    for _ in range(iters):
+        G = Wt @ Wt.T
+        t = 1.0 / largest_eigenvalue(G)
+        H = torch.addmm(torch.add(H, Wt @ Y, alpha=t), G, H, alpha=-t).clamp_min_(0)
+        G = H @ H.T
+        t = 1.0 / largest_eigenvalue(G)
+        Wt = torch.addmm(torch.add(Wt, H @ Y.T, alpha=t), G, Wt, alpha=-t).clamp_min_(0)
+    return Wt.T, H
+
+
+def largest_eigenvalue(G: torch.Tensor) -> float:
+    if G.is_cuda:
+        return float(torch.linalg.eigvalsh(G)[-1])
+    from scipy.linalg.lapack import dsyevd, ssyevd
+
+    syevd = dsyevd if G.dtype == torch.float64 else ssyevd
+    return float(syevd(G.numpy(), compute_v=0)[0][-1])
+
+
+BARE = {"mu": bare_mu, "pgm": bare_pgm}
+
+
+Loop = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+def measure_bare(loop: Loop, Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> float:
+    """Seconds per iteration of a bare loop from copies of ``(W0, H0)``."""
+    W, H = W0.clone(), H0.clone()
+    sync = torch.cuda.synchronize if Y.is_cuda else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    loop(Y, W, H, iters)
+    sync()
     return (time.perf_counter() - start) / iters
 
 
-def harness_mu(m: int, n: int, r: int, dtype: str, iters: int) -> tuple[float, float]:
-    """Per-iteration solver time of ``mu`` in the harness and the cell's wall/solver ratio."""
+def measure_harness(registry, solver: str, problem, W0, H0, iters: int) -> tuple[float, float]:
+    """Per-iteration solver time of ``solver`` in the harness, and the cell's wall/solver ratio."""
     from proxmf_bench.harness import Cell, Limits, run_cell
-    from proxmf_bench.plugins import load_registry
-    from proxmf_bench.problem import initial_factors
     from proxmf_bench.schedule import RecordSchedule
     from proxmf_bench.selection import select
 
-    registry = load_registry(use_entry_points=False)
-    solver = select("mu", registry.solvers, registry, "solver")[0]
-    dataset = select(f"synthetic[m={m},n={n},rank={r}]", registry.datasets, registry, "dataset")[0]
-    problem = registry.get_dataset("synthetic").load(dataset.params, 0, torch.device("cpu"), getattr(torch, dtype))
-    W0, H0 = initial_factors(problem, 0)
-    cell = Cell(solver, dataset, "cpu", dtype, 0)
+    cell = Cell(select_solver(registry, solver), select("synthetic", registry.datasets, registry, "dataset")[0],
+                str(problem.device), str(problem.dtype).removeprefix("torch."), 0)
+    factory = registry.get_solver(solver).factory
     wall = time.perf_counter()
-    result = run_cell(registry.get_solver("mu").factory, cell, problem, W0, H0, Limits(max_iter=iters), RecordSchedule())
+    result = run_cell(factory, cell, problem, W0.clone(), H0.clone(), Limits(max_iter=iters), RecordSchedule())
     wall = time.perf_counter() - wall
+    if result.stop_reason != "max_iter":
+        raise RuntimeError(f"{solver} stopped with {result.stop_reason}: {result.error}")
     solver_time = result.records[-1]["time_s"]
     return solver_time / iters, wall / solver_time
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="the small size, few iterations")
+    parser.add_argument("--repeats", type=int, default=3, help="alternations per case (best is kept)")
+    parser.add_argument("--solvers", default="mu,pgm", help="comma-separated, among: " + ", ".join(BARE))
+    parser.add_argument("--sizes", default=None, help="e.g. 200x500x10,1000x1000x20 (default: the three targets)")
+    parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seconds", type=float, default=1.0, help="solver time of each harness run")
+    parser.add_argument("--no-cpu", action="store_true", help="on CUDA, skip the CPU bare loop")
+    parser.add_argument("--no-ground-truth", action="store_true",
+                        help="drop the ground truth, so record points evaluate the loss only (no metrics)")
     args = parser.parse_args()
+
+    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.problem import Problem, initial_factors
+
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    sizes = SIZES[:1] if args.quick else SIZES
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'size':>18} {'dtype':>8} {'bare ms/it':>11} {'harness ms/it':>14} {'ratio':>6} {'wall/solver (~1 s run)':>24}")
+    registry = load_registry(use_entry_points=False)
+    solvers = [s for s in args.solvers.split(",") if s in registry.solvers]
+    if not solvers:
+        raise SystemExit(f"none of {args.solvers} is registered")
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")] if args.sizes else SIZES
+    sizes = sizes[:1] if args.quick else sizes
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if on_gpu else ""))
+    header = f"{'solver':>6} {'size':>18} {'dtype':>8} {'bare ms/it':>11} {'harness ms/it':>14} {'ratio':>6} {'overhead':>9}"
+    print(header + (f" {'CPU bare ms/it':>15} {'speed-up':>9}" if on_gpu and not args.no_cpu else ""))
     for m, n, r in sizes:
-        for dtype in ("float64", "float32"):
-            Y = torch.rand(m, n, dtype=getattr(torch, dtype))
-            W0 = torch.rand(m, r, dtype=Y.dtype)
-            H0 = torch.rand(r, n, dtype=Y.dtype)
-            probe = bare_mu(Y, W0.clone(), H0.clone(), 3)
-            iters = max(5, int(1.0 / probe))  # about one second of solver time
-            if args.quick:
-                iters = min(iters, 50)
-            bare, harness, overhead = [], [], []
-            for _ in range(args.repeats):
-                bare.append(bare_mu(Y, W0.clone(), H0.clone(), iters))
-                per_it, wall_ratio = harness_mu(m, n, r, dtype, iters)
-                harness.append(per_it)
-                overhead.append(wall_ratio)
-            b, h = min(bare), min(harness)
-            print(f"{f'{m}x{n} r{r}':>18} {dtype:>8} {1e3 * b:11.3f} {1e3 * h:14.3f} {h / b:6.3f} {min(overhead):24.3f}")
+        for dtype in args.dtypes.split(","):
+            problem = registry.get_dataset("synthetic").load(
+                select_params(registry, m, n, r), 0, device, getattr(torch, dtype))
+            if args.no_ground_truth:
+                problem = Problem(Y=problem.Y, rank=problem.rank, name=problem.name)
+            W0, H0 = initial_factors(problem, 0)
+            for solver in solvers:
+                loop = BARE[solver]
+                probe = measure_bare(loop, problem.Y, W0, H0, 3)
+                iters = max(5, int(args.seconds / probe))
+                if args.quick:
+                    iters = min(iters, 50)
+                bare, harness, overhead = [], [], []
+                for _ in range(args.repeats):
+                    bare.append(measure_bare(loop, problem.Y, W0, H0, iters))
+                    per_it, wall_ratio = measure_harness(registry, solver, problem, W0, H0, iters)
+                    harness.append(per_it)
+                    overhead.append(wall_ratio - 1.0)
+                b, h = min(bare), min(harness)
+                line = (f"{solver:>6} {f'{m}x{n} r{r}':>18} {dtype:>8} {1e3 * b:11.3f} {1e3 * h:14.3f}"
+                        f" {h / b:6.3f} {100 * min(overhead):8.2f}%")
+                if on_gpu and not args.no_cpu:
+                    Y_cpu, W_cpu, H_cpu = (X.cpu() for X in (problem.Y, W0, H0))
+                    cpu = measure_bare(loop, Y_cpu, W_cpu, H_cpu, max(2, min(iters, 5)))
+                    line += f" {1e3 * cpu:15.3f} {cpu / b:8.1f}x"
+                print(line, flush=True)
+
+
+def select_solver(registry, name: str):
+    """The first default variant of solver family ``name`` (what ``--solvers name`` runs first)."""
+    from proxmf_bench.selection import select
+
+    return select(name, registry.solvers, registry, "solver")[0]
+
+
+def select_params(registry, m: int, n: int, r: int) -> dict:
+    """The synthetic dataset's full parameters for an ``m x n`` rank-``r`` problem."""
+    from proxmf_bench.selection import select
+
+    return select(f"synthetic[m={m},n={n},rank={r}]", registry.datasets, registry, "dataset")[0].params
 
 
 if __name__ == "__main__":

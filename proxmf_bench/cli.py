@@ -355,13 +355,15 @@ def cmd_list(args: argparse.Namespace) -> int:
             for param in spec.params:
                 print(textwrap.fill(param.describe(), width=100, initial_indent="      ", subsequent_indent="        "))
         print()
+    for info in registry.skipped:
+        print(f"not available: plugin {info.name}: {info.skipped}")
     return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     registry = _registry(args)
     for info in registry.plugins:
-        status = "ok" if info.ok else "FAILED"
+        status = "FAILED" if not info.ok else "skipped" if info.skipped else "ok"
         print(f"{info.name}  [{status}]  {info.origin}")
         for kind in ("solvers", "datasets", "prox"):
             names = getattr(info, kind)
@@ -369,8 +371,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 print(f"    {kind}: {', '.join(names)}")
         if info.error:
             print(f"    error: {info.error}")
+        if info.skipped:
+            print(f"    skipped: {info.skipped}")
     n_bad = len(registry.failed)
-    print(f"\n{len(registry.plugins)} plugins, {n_bad} failed")
+    print(f"\n{len(registry.plugins)} plugins, {n_bad} failed, {len(registry.skipped)} skipped")
     return 0
 
 

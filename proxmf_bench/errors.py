@@ -11,3 +11,11 @@ class PluginError(UserError):
 
 class DataError(UserError):
     """A dataset is missing, corrupt, or not valid for the requested problem."""
+
+
+class PluginUnavailable(Exception):
+    """Raised by a plugin module whose optional dependency is missing.
+
+    The plugin is skipped and listed with this message by ``proxmf-bench plugins`` and
+    ``list``; it is not a failure (no warning, and ``--strict-plugins`` does not stop on it).
+    """

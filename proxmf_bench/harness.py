@@ -3,7 +3,8 @@
 The harness owns the clock. Solver time is the sum of the durations of ``init`` and of each
 ``step``; on CUDA the device is synchronised before the clock is read. Loss and metrics are
 evaluated between steps, outside the timed region, at the iterations of a geometric
-:class:`~proxmf_bench.schedule.RecordSchedule` (always the first and the last).
+:class:`~proxmf_bench.schedule.RecordSchedule` (always the first and the last). Solvers
+without a per-iteration API are sampled with growing budgets instead (:mod:`proxmf_bench.blackbox`).
 """
 
 from __future__ import annotations
@@ -166,6 +167,10 @@ def run_cell(
     observer: CellObserver | None = None,
 ) -> CellResult:
     """Run one solver on one problem from ``(W0, H0)`` until a stopping rule fires."""
+    if getattr(spec_factory, "black_box", False) is True:
+        from proxmf_bench.blackbox import run_black_box_cell  # sampled by budgets, not stepped
+
+        return run_black_box_cell(spec_factory, cell, problem, W0, H0, limits, schedule, observer)
     result = CellResult(cell)
     sync = _synchronizer(problem.device)
     clock = time.perf_counter

@@ -4,7 +4,9 @@ Plugins come from four places, in this order: the built-in modules (registered e
 third-party ones), installed distributions advertising the ``proxmf_bench`` entry-point group,
 files named in ``PROXMF_BENCH_PLUGINS`` (``os.pathsep``-separated), and files passed with
 ``--plugin``. A plugin that fails to import or register is recorded with its error and skipped;
-with ``strict=True`` the first such failure raises :class:`PluginError`.
+with ``strict=True`` the first such failure raises :class:`PluginError`. A plugin module that
+raises :class:`~proxmf_bench.errors.PluginUnavailable` on import (an optional dependency is
+missing) is skipped with that reason and is not a failure.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import pluggy
 
 from proxmf_bench import hookspecs
-from proxmf_bench.errors import PluginError, UserError
+from proxmf_bench.errors import PluginError, PluginUnavailable, UserError
 from proxmf_bench.specs import DatasetSpec, ProxSpec, SolverSpec
 
 ENV_PLUGINS = "PROXMF_BENCH_PLUGINS"
@@ -37,6 +39,9 @@ BUILTIN_PLUGINS = (
     "proxmf_bench.solvers.fista",
     "proxmf_bench.solvers.adaprox",
     "proxmf_bench.solvers.pgm_torch",
+    "proxmf_bench.solvers.peer_sklearn",
+    "proxmf_bench.solvers.peer_tensorly",
+    "proxmf_bench.solvers.peer_torchnmf",
     "proxmf_bench.datasets.synthetic",
     "proxmf_bench.datasets.nnls_toy",
     "proxmf_bench.datasets.hsi",
@@ -61,6 +66,7 @@ class PluginInfo:
     datasets: list[str] = field(default_factory=list)
     prox: list[str] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None  # why an available-on-request plugin registered nothing
 
     @property
     def ok(self) -> bool:
@@ -91,6 +97,10 @@ class Registry:
     @property
     def failed(self) -> list[PluginInfo]:
         return [p for p in self.plugins if not p.ok]
+
+    @property
+    def skipped(self) -> list[PluginInfo]:
+        return [p for p in self.plugins if p.skipped]
 
 
 def lookup_spec(table: dict[str, Any], name: str, noun: str) -> Any:
@@ -135,6 +145,9 @@ def load_registry(
         try:
             plugin = load()
             pm.register(plugin, name=name)
+        except PluginUnavailable as exc:
+            info.skipped = str(exc)
+            return
         except Exception as exc:  # a plugin's import may raise anything
             _fail(info, exc, strict)
             return

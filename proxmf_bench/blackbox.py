@@ -1,0 +1,140 @@
+r"""Black-box solvers: sampled with growing iteration budgets instead of stepped.
+
+Many libraries (scikit-learn, tensorly, torchnmf) expose only ``fit(max_iter=K)``: there is no
+way to advance them one iteration at a time. Such a solver implements :class:`BlackBoxSolver`,
+
+.. code-block:: python
+
+    solve(problem, W0, H0, n_iter) -> (W, H)     # the factors after n_iter iterations
+
+and the harness samples its convergence curve the way benchopt samples black-box solvers: for
+each iteration ``k`` of the record schedule it calls ``solve`` afresh with budget ``k`` from the
+same initial factors as every other solver, and times each call on its own. The row for ``k``
+holds the duration of that call as ``time_s``: the time the solver needs to reach iteration
+``k`` from scratch, which is what the cumulative solver time of a stepped solver means too.
+One untimed call with budget 1 comes first, as a warm-up: libraries set things up lazily on
+their first call (torchnmf's first backward pass starts autograd's threads, about 0.7 s).
+
+Sampling a run of ``K`` iterations this way costs the sum of the budgets in wall time, about
+``K / (1 - 1/rho)`` iterations for a schedule of ratio ``rho`` (about ``9 K`` with the default
+20 points per decade); the recorded times are unaffected.
+
+Stopping rules read as for stepped solvers, with a call in place of an iteration: ``max_iter``
+caps the budget (the last call uses exactly ``max_iter``), ``max_time`` stops after the first
+call that took at least that long, ``tol`` stops when two consecutive budgets change the loss by
+at most ``tol`` relative, and a non-finite loss stops the cell as ``diverged``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from proxmf_bench.harness import Cell, CellObserver, CellResult, Limits
+    from proxmf_bench.problem import Problem
+    from proxmf_bench.schedule import RecordSchedule
+
+clock = time.perf_counter  # module-level so that tests can drive the clock
+
+
+class BlackBoxSolver(ABC):
+    """Base of solvers that can only be run for a given number of iterations.
+
+    Subclasses implement :meth:`solve`; the class attribute ``black_box = True`` is what the
+    harness looks for on a solver factory (a plain factory function may set it too).
+    """
+
+    black_box: ClassVar[bool] = True
+
+    @abstractmethod
+    def solve(
+        self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor, n_iter: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Factors ``(W, H)`` after ``n_iter`` iterations started from ``(W0, H0)``.
+
+        ``W0`` and ``H0`` are fresh copies that the solver may overwrite. The result must be
+        torch tensors of the problem's shapes (any device and dtype: the harness converts).
+        """
+
+
+def is_black_box(factory: Callable[..., Any]) -> bool:
+    """Whether a solver factory builds black-box solvers (``factory.black_box is True``)."""
+    return getattr(factory, "black_box", False) is True
+
+
+def run_black_box_cell(
+    factory: Callable[..., BlackBoxSolver],
+    cell: Cell,
+    problem: Problem,
+    W0: torch.Tensor,
+    H0: torch.Tensor,
+    limits: Limits,
+    schedule: RecordSchedule,
+    observer: CellObserver | None = None,
+) -> CellResult:
+    """Sample a black-box solver at the budgets of ``schedule`` (see the module docstring)."""
+    # imported here: peer plugins subclass BlackBoxSolver, and listing them must stay cheap
+    from proxmf_bench.harness import CellResult, _describe, _ensure_row, _Interrupted, _synchronizer
+    from proxmf_bench.metrics import record_metrics
+
+    result = CellResult(cell)
+    sync = _synchronizer(problem.device)
+    budget = 0
+    call_time = 0.0
+
+    def record(W: torch.Tensor, H: torch.Tensor, loss: float) -> None:
+        rec = {"iteration": budget, "time_s": call_time, "loss": loss}
+        rec.update(record_metrics(problem, W, H, loss))
+        result.records.append(rec)
+        if observer is not None:
+            observer.recorded(cell, budget, call_time, loss)
+
+    try:
+        torch.manual_seed(cell.seed)
+        solver = factory(**cell.solver.params)
+        if limits.max_iter > 0:  # warm-up, untimed (lazy set-up, autograd's threads)
+            solver.solve(problem, W0.clone(), H0.clone(), 1)
+        loss = problem.loss(W0, H0)
+        record(W0, H0, loss)
+        while budget < limits.max_iter:
+            budget = min(schedule.next_after(budget), limits.max_iter)
+            W_start, H_start = W0.clone(), H0.clone()
+            torch.manual_seed(cell.seed)
+            sync()
+            start = clock()
+            W, H = solver.solve(problem, W_start, H_start, budget)
+            sync()
+            call_time = clock() - start
+            W = W.to(device=problem.device, dtype=problem.dtype)
+            H = H.to(device=problem.device, dtype=problem.dtype)
+            previous, loss = loss, problem.loss(W, H)
+            record(W, H, loss)
+            if not math.isfinite(loss):
+                result.stop_reason = "diverged"
+                break
+            if limits.tol is not None and abs(previous - loss) <= limits.tol * max(abs(previous), 1e-300):
+                result.stop_reason = "tol"
+                break
+            if limits.max_time is not None and call_time >= limits.max_time:
+                result.stop_reason = "max_time"
+                break
+    except KeyboardInterrupt:
+        result.stop_reason = "interrupted"
+        result.error = "interrupted by the user"
+        _ensure_row(result, budget, call_time)
+        if observer is not None:
+            observer.cell_finished(result)
+        raise _Interrupted(result) from None
+    except Exception as exc:  # a peer library may fail in any way; the grid goes on
+        result.stop_reason = "error"
+        result.error = _describe(exc)
+        _ensure_row(result, budget, call_time)
+    if observer is not None:
+        observer.cell_finished(result)
+    return result

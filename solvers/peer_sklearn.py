@@ -1,0 +1,65 @@
+r"""scikit-learn's NMF as black-box peers: ``sklearn_mu`` and ``sklearn_cd``.
+
+Both minimise :math:`\tfrac12\|Y - W H\|_F^2` with ``sklearn.decomposition.
+non_negative_factorization`` (``init="custom"`` from the harness's initial factors, no
+penalty, ``tol=0`` so that exactly ``n_iter`` iterations run): ``mu`` is Lee-Seung
+multiplicative updates, ``cd`` cyclic coordinate descent (HALS-like, Cython). scikit-learn
+cannot start a fixed-``W`` (NNLS) fit from given factors, so such problems are refused.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from proxmf_bench.blackbox import BlackBoxSolver
+from proxmf_bench.hookspecs import hookimpl
+from proxmf_bench.peers import as_numpy, check_nmf, limit_blas_threads, require
+from proxmf_bench.problem import Problem
+from proxmf_bench.specs import SolverSpec
+
+require("sklearn", "scikit-learn")
+
+
+class SklearnNMF(BlackBoxSolver):
+    """``non_negative_factorization`` with solver ``algorithm``, run for a given budget."""
+
+    algorithm = "mu"
+
+    def __init__(self) -> None:
+        # imported here, outside the timed calls, and only when the solver is selected
+        from sklearn.decomposition import non_negative_factorization
+        from sklearn.exceptions import ConvergenceWarning
+
+        self._fit, self._warning = non_negative_factorization, ConvergenceWarning
+        limit_blas_threads()
+
+    def solve(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor, n_iter: int):
+        check_nmf(problem, f"sklearn_{self.algorithm}")
+        if problem.fixed_W:
+            raise ValueError("scikit-learn cannot start a fixed-W (NNLS) fit from given factors")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", self._warning)  # stopping at max_iter is the point
+            W, H, _ = self._fit(
+                as_numpy(problem.Y), W=as_numpy(W0), H=as_numpy(H0), n_components=problem.rank,
+                init="custom", solver=self.algorithm, beta_loss="frobenius", tol=0.0,
+                max_iter=n_iter, alpha_W=0.0, alpha_H=0.0,
+            )
+        return torch.from_numpy(W), torch.from_numpy(H)
+
+
+class SklearnMU(SklearnNMF):
+    algorithm = "mu"
+
+
+class SklearnCD(SklearnNMF):
+    algorithm = "cd"
+
+
+@hookimpl
+def proxmf_register_solvers(register):
+    register(SolverSpec(name="sklearn_mu", factory=SklearnMU,
+                        summary="peer, black-box: scikit-learn NMF, multiplicative updates"))
+    register(SolverSpec(name="sklearn_cd", factory=SklearnCD,
+                        summary="peer, black-box: scikit-learn NMF, coordinate descent"))

@@ -1,0 +1,74 @@
+"""The side-by-side scripts in benchmarks/: what they compute, checked on known inputs."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from proxmf_bench.plugins import load_registry
+from proxmf_bench.problem import Problem, initial_factors
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(f"bench_script_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+peer_table = _script("peer_table")
+floor = _script("compare_mu_floor")
+
+
+def _rows(solver, name, points):
+    return [{"dataset": "p", "solver": solver, "solver_name": name, "iteration": k, "time_s": t,
+             "loss": f, "stop_reason": "max_iter"} for k, t, f in points]
+
+
+def test_peer_table_per_iteration_time_and_time_to_target():
+    frame = pd.DataFrame(
+        _rows("fast", "fast", [(0, 0.5, 10.0), (10, 1.5, 2.0), (20, 2.5, 1.00005), (40, 4.5, 1.0)])
+        + _rows("slow", "peer_x", [(0, 0.0, 10.0), (100, 3.0, 1.5), (200, 9.0, 1.2)])
+    )
+    summary = peer_table.summarise(frame, peers=["peer_x"]).set_index("solver")
+    fast, slow = summary.loc["fast"], summary.loc["slow"]
+    assert fast.ms_per_iter == pytest.approx(100.0)  # (4.5 - 2.5) / (40 - 20): set-up excluded
+    assert fast.time_to_target == 2.5 and fast.iters_to_target == 20  # 5e-5 <= 1e-4
+    assert fast.kind == "proxmf-bench" and slow.kind == "peer"
+    assert slow.ms_per_iter == pytest.approx(60.0)
+    assert math.isnan(slow.time_to_target) and slow.best_subopt == pytest.approx(0.2)
+    table = peer_table.to_markdown(summary.reset_index(), max_time=5)
+    lines = [line for line in table.splitlines() if line.startswith("| `")]
+    assert lines[0].startswith("| `fast` | proxmf-bench | 100.000 | 2.500 s | 20 |")
+    assert "not reached in 5 s (best 2.0e-01)" in lines[1]
+
+
+def test_peer_table_rewrites_only_its_block():
+    text = "intro\n<!-- peer-table -->\nold\n<!-- /peer-table -->\noutro\n"
+    assert peer_table.replace_block(text, "new") == "intro\n<!-- peer-table -->\nnew\n<!-- /peer-table -->\noutro\n"
+    with pytest.raises(SystemExit, match="no <!-- peer-table -->"):
+        peer_table.replace_block("no markers", "new")
+
+
+@pytest.mark.parametrize("name", ["mu", "pgm"])
+def test_floor_loops_compute_the_solvers_iterates(name):
+    """The bare loop is a fair floor only if it does the solver's own arithmetic."""
+    registry = load_registry(use_entry_points=False)
+    if name not in registry.solvers:
+        pytest.skip(f"{name} is not registered")
+    gen = torch.Generator().manual_seed(0)
+    problem = Problem(Y=torch.rand(30, 20, generator=gen, dtype=torch.float64), rank=4)
+    W0, H0 = initial_factors(problem, 0)
+    solver = registry.get_solver(name).factory(
+        **floor.select_solver(registry, name).params)
+    solver.init(problem, W0.clone(), H0.clone())
+    for _ in range(5):
+        solver.step()
+    W, H = solver.factors()
+    Wb, Hb = floor.BARE[name](problem.Y, W0.clone(), H0.clone(), 5)
+    assert torch.allclose(W, Wb, rtol=1e-10) and torch.allclose(H, Hb, rtol=1e-10)

@@ -1,0 +1,141 @@
+"""Black-box solvers: sampled at the schedule's budgets from the same start, each call timed."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from proxmf_bench import SolverSpec, run_benchmark
+from proxmf_bench import blackbox
+from proxmf_bench.blackbox import BlackBoxSolver, is_black_box
+from proxmf_bench.plugins import load_registry
+from proxmf_bench.schedule import RecordSchedule
+from proxmf_bench.specs import Param
+from proxmf_bench.solvers.mu import MU
+
+SMALL = "synthetic[m=30,n=20,rank=3]"
+
+
+class FakeClock:
+    """A clock that only moves when a solver says so: one unit per iteration of a call."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class CountingMU(BlackBoxSolver):
+    """``n_iter`` MU steps from the given start; logs each call and what it started from."""
+
+    calls: list = []
+
+    def __init__(self, fail_at=0, blow_up_at=0, interrupt_at=0):
+        self.fail_at, self.blow_up_at, self.interrupt_at = fail_at, blow_up_at, interrupt_at
+
+    def solve(self, problem, W0, H0, n_iter):
+        CountingMU.calls.append((n_iter, W0.clone(), H0.clone()))
+        if n_iter == self.fail_at:
+            raise RuntimeError("peer failed on purpose")
+        if n_iter == self.interrupt_at:
+            raise KeyboardInterrupt
+        solver = MU()
+        solver.init(problem, W0, H0)
+        for _ in range(n_iter):
+            solver.step()
+        blackbox.clock.now += n_iter
+        W, H = solver.factors()
+        W0.fill_(-1.0)  # scribbling on its inputs must not leak into the next call
+        return (W * math.inf, H) if n_iter == self.blow_up_at else (W, H)
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    registry = load_registry(use_entry_points=False)
+    registry.solvers["counting"] = SolverSpec(
+        name="counting", factory=CountingMU,
+        params=(Param("fail_at", 0, int), Param("blow_up_at", 0, int), Param("interrupt_at", 0, int)),
+    )
+    monkeypatch.setattr(blackbox, "clock", FakeClock())
+    CountingMU.calls = []
+    return registry
+
+
+def test_budgets_follow_the_schedule_and_each_call_is_timed_alone(counting, tmp_path):
+    out = run_benchmark(solvers="counting,mu", datasets=SMALL, max_iter=40, registry=counting, out=tmp_path)
+    rows = out.frame[out.frame.solver == "counting"]
+    schedule = RecordSchedule()
+    expected = [0]
+    while expected[-1] < 40:
+        expected.append(min(schedule.next_after(expected[-1]), 40))
+    assert rows.iteration.tolist() == expected
+    assert [n for n, _, _ in CountingMU.calls] == [1] + expected[1:]  # an untimed warm-up first
+    # time_s is the duration of the call for that budget (n units on the fake clock), not a sum
+    assert rows.time_s.tolist() == [float(k) for k in expected]
+    assert set(rows.stop_reason) == {"max_iter"}
+    # every call starts from the same initial factors, those every other solver gets
+    _, W_first, H_first = CountingMU.calls[0]
+    assert all(torch.equal(W, W_first) and torch.equal(H, H_first) for _, W, H in CountingMU.calls)
+    mu = out.frame[out.frame.solver == "mu"].set_index("iteration").loss
+    # n_iter MU steps from the shared start: the same losses as the stepped MU at those iterations
+    assert rows.set_index("iteration").loss.loc[mu.index].tolist() == pytest.approx(mu.tolist(), rel=1e-12)
+
+
+def test_max_time_stops_after_the_first_call_that_took_that_long(counting, tmp_path):
+    out = run_benchmark(solvers="counting", datasets=SMALL, max_iter=1000, max_time=15,
+                        registry=counting, out=tmp_path)
+    last = out.frame.iloc[-1]
+    assert last.stop_reason == "max_time"
+    assert last.iteration == 16 and last.time_s == 16.0  # budgets ... 12, 14, 16
+
+
+def test_tol_compares_consecutive_budgets(counting, tmp_path):
+    out = run_benchmark(solvers="counting", datasets=SMALL, max_iter=5000, tol=1e-2,
+                        registry=counting, out=tmp_path)
+    loss = out.frame.loss.to_numpy()
+    assert out.frame.stop_reason.iloc[-1] == "tol"
+    assert abs(loss[-2] - loss[-1]) <= 1e-2 * loss[-2]
+    assert all(abs(a - b) > 1e-2 * a for a, b in zip(loss[:-2], loss[1:-1]))
+
+
+def test_divergence_and_errors_stop_the_cell_not_the_grid(counting, tmp_path):
+    out = run_benchmark(solvers="counting[blow_up_at=4],counting[fail_at=6],mu", datasets=SMALL,
+                        max_iter=20, registry=counting, out=tmp_path)
+    last = out.frame.sort_values("iteration").groupby("solver").tail(1).set_index("solver")
+    assert last.loc["counting[blow_up_at=4]", "stop_reason"] == "diverged"
+    assert last.loc["counting[blow_up_at=4]", "iteration"] == 4
+    failed = last.loc["counting[fail_at=6]"]
+    assert failed.stop_reason == "error" and "peer failed on purpose" in failed.error
+    assert failed.iteration == 6 and math.isnan(failed.loss)
+    assert last.loc["mu", "stop_reason"] == "max_iter"
+
+
+def test_ctrl_c_inside_a_call_keeps_what_was_sampled(counting, tmp_path):
+    out = run_benchmark(solvers="mu,counting[interrupt_at=7],mu[eps=1e-9]", datasets=SMALL, max_iter=20,
+                        registry=counting, out=tmp_path)
+    assert out.interrupted
+    rows = out.frame[out.frame.solver == "counting[interrupt_at=7]"]
+    assert rows.iteration.tolist()[:-1] == list(range(7))
+    assert rows.stop_reason.iloc[-1] == "interrupted"
+    assert "mu[eps=1e-9]" not in set(out.frame.solver)
+
+
+def test_black_box_marker():
+    assert is_black_box(CountingMU)
+    assert not is_black_box(MU)
+
+    def factory():
+        return CountingMU()
+
+    factory.black_box = True
+    assert is_black_box(factory)
+
+
+def test_black_box_rows_carry_the_same_metrics_as_stepped_rows(counting, tmp_path):
+    out = run_benchmark(solvers="counting,mu", datasets=SMALL, max_iter=5, registry=counting, out=tmp_path)
+    columns = ["iteration", "loss", "rel_error", "sad_deg", "rmse_H", "fms"]
+    counted = out.frame[out.frame.solver == "counting"][columns].reset_index(drop=True)
+    stepped = out.frame[out.frame.solver == "mu"][columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(counted, stepped, rtol=1e-12)
