@@ -247,6 +247,8 @@ class AlternatingProxSolver(ABC):
         self.Wt = W0.T
         self.H = H0
         self._H_side: tuple[torch.Tensor, torch.Tensor] | None = None
+        # (gram, cross, X) of the last block update: what loss() needs
+        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.state: dict[str, dict[str, Any]] = {"W": {}, "H": {}}
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,10 +267,18 @@ class AlternatingProxSolver(ABC):
 
     def step(self) -> None:
         gram, cross = self.H_side()
-        self.H = self.update("H", self.H, gram, cross)
+        self.H = X = self.update("H", self.H, gram, cross)
         if not self.fixed_W:
             gram, cross = self.W_side()
-            self.Wt = self.update("W", self.Wt, gram, cross)
+            self.Wt = X = self.update("W", self.Wt, gram, cross)
+        self._last = (gram, cross, X)
+
+    def loss(self) -> float:
+        """The loss at :meth:`factors` from the last block's products (:meth:`smooth_loss`):
+        :math:`O(r^2 k)` instead of an ``m x n x r`` product."""
+        if self._last is None:  # before the first step
+            return self.problem.loss(*self.factors())
+        return self.smooth_loss(*self._last)
 
     @abstractmethod
     def update(self, block: str, X: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:

@@ -121,6 +121,12 @@ class Solver(Protocol):
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    # Optional: ``loss(self) -> float``, the loss ``1/2 ||Y - W H||_F^2`` at the current
+    # ``factors()``, valid after ``init`` and after every ``step``. The harness calls it at
+    # record points instead of ``Problem.loss``; a solver that already holds the products
+    # (``Y H^T`` and ``H H^T``, or ``W^T Y`` and ``W^T W``) gets the loss in O((m + n) r^2)
+    # instead of an m x n x r product. It must agree with ``Problem.loss`` up to rounding.
+
 
 ParamResolver = Callable[[Mapping[str, Any], "Registry"], dict[str, Any]]
 
