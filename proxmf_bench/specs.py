@@ -201,6 +201,9 @@ class ProxSpec:
     Column-wise operators treat each column of a matrix as one vector. ``penalty(X, **params)``,
     when given, evaluates ``g(X)`` as a 0-d tensor (solvers that compare objective values use
     it); ``None`` means ``g`` is 0 at the operator's outputs, as for the indicator of a set.
+    ``inplace(X, step, **params)``, when given, computes the same result as ``fn`` by
+    overwriting ``X`` and returns it: solvers use it on intermediates they own, to save an
+    allocation per call (``fn`` itself never modifies its argument).
     """
 
     name: str
@@ -208,6 +211,7 @@ class ProxSpec:
     params: tuple[Param, ...] = ()
     summary: str = ""
     penalty: Callable[..., "torch.Tensor"] | None = None
+    inplace: Callable[..., "torch.Tensor"] | None = None
 
     def __call__(self, X: torch.Tensor, step: float, **params: Any) -> torch.Tensor:
         return self.fn(X, step, **params)
