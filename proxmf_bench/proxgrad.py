@@ -287,7 +287,8 @@ class AlternatingProxSolver(ABC):
 
     def loss(self) -> float:
         """The loss at :meth:`factors` from the last block's products (:meth:`smooth_loss`):
-        :math:`O(r^2 k)` instead of an ``m x n x r`` product."""
+        :math:`O(r^2 k)` instead of an ``m x n x r`` product. A subclass whose ``step``
+        changes the factors other than through this class's ``step`` must override it."""
         if self._last is None:  # before the first step
             return self.problem.loss(*self.factors())
         return self.smooth_loss(*self._last)
