@@ -259,8 +259,10 @@ class AlternatingProxSolver(ABC):
         self.Wt = W0.T
         self.H = H0
         self._H_side: tuple[torch.Tensor, torch.Tensor] | None = None
-        # (gram, cross, X) of the last block update: what loss() needs
+        # (gram, cross, X) of the last block update, and W W^T of the current W (the next
+        # H update's Gram, computed at the end of a step): what loss() needs
         self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._WWt: torch.Tensor | None = None
         self.state: dict[str, dict[str, Any]] = {"W": {}, "H": {}}
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,7 +271,8 @@ class AlternatingProxSolver(ABC):
     def H_side(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._H_side is not None:
             return self._H_side
-        side = (self.Wt @ self.Wt.T, self.Wt @ self.Y)
+        gram = self._WWt if self._WWt is not None else self.Wt @ self.Wt.T
+        side = (gram, self.Wt @ self.Y)
         if self.fixed_W:
             self._H_side = side
         return side
@@ -283,6 +286,7 @@ class AlternatingProxSolver(ABC):
         if not self.fixed_W:
             gram, cross = self.W_side()
             self.Wt = X = self.update("W", self.Wt, gram, cross)
+            self._WWt = X @ X.T
         self._last = (gram, cross, X)
 
     def loss(self) -> float:
@@ -291,7 +295,13 @@ class AlternatingProxSolver(ABC):
         changes the factors other than through this class's ``step`` must override it."""
         if self._last is None:  # before the first step
             return self.problem.loss(*self.factors())
-        return self.smooth_loss(*self._last)
+        gram, cross, X = self._last
+        if self.fixed_W:
+            return self.smooth_loss(gram, cross, X)
+        # <H H^T W^T, W^T> = <H H^T, W^T W> with W^T W (r x r, here W W^T in Wt's terms) held
+        quad = torch.sum(gram.double() * self._WWt.double())
+        lin = torch.sum(cross * X, dtype=torch.float64)
+        return max(0.5 * self.problem.Y_norm2 - float(lin) + 0.5 * float(quad), 0.0)
 
     @abstractmethod
     def update(self, block: str, X: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
