@@ -143,7 +143,9 @@ def ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor) -> 
     if not problem.has_ground_truth:
         return {}
     r = problem.rank
-    if not (bool(torch.isfinite(W).all()) and bool(torch.isfinite(H).all())):
+    # a sum is NaN or infinite iff an entry is (or the entries are beyond ~1e300), in one
+    # pass without the boolean copy of isfinite
+    if not (math.isfinite(float(W.sum())) and math.isfinite(float(H.sum()))):
         nan = {"sad_deg": math.nan, "rmse_H": math.nan, "fms": math.nan}
         return {**nan, **{f"sad_deg_{k}": math.nan for k in range(r)}}
     truth = _truth(problem)
