@@ -195,8 +195,9 @@ def run_cell(
         solver.init(problem, W0, H0)
         sync()
         elapsed = clock() - start
+        loss_of = _loss_function(solver, problem)
         W, H = solver.factors()
-        loss = problem.loss(W, H)
+        loss = loss_of(W, H)
         record(0, W, H, loss)
         next_record = schedule.next_after(0)
         while True:
@@ -215,7 +216,7 @@ def run_cell(
                 continue
             previous = loss
             W, H = solver.factors()
-            loss = problem.loss(W, H)
+            loss = loss_of(W, H)
             if not math.isfinite(loss):
                 result.stop_reason = "diverged"
                 record(k, W, H, loss)
@@ -229,7 +230,7 @@ def run_cell(
                 next_record = schedule.next_after(k)
         if last_recorded != k:
             W, H = solver.factors()
-            record(k, W, H, problem.loss(W, H))
+            record(k, W, H, loss_of(W, H))
     except KeyboardInterrupt:
         result.stop_reason = "interrupted"
         result.error = "interrupted by the user"
@@ -244,6 +245,15 @@ def run_cell(
     if observer is not None:
         observer.cell_finished(result)
     return result
+
+
+def _loss_function(solver: Any, problem: Problem) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """``loss(W, H)`` at the solver's current factors: its own ``loss()`` when it has one
+    (from products it already holds), else :meth:`Problem.loss`."""
+    own = getattr(solver, "loss", None)
+    if callable(own):
+        return lambda W, H: float(own())
+    return problem.loss
 
 
 class _Interrupted(Exception):

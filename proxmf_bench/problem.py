@@ -136,8 +136,15 @@ class Problem:
         WtY = (W.T @ self.Y).double()
         WtW = (W.T @ W).double()
         HHt = (H @ H.T).double()
-        cross = torch.sum(WtY * H.double())
-        quad = torch.sum(WtW * HHt)
+        return self.loss_from_inner_products(torch.sum(WtY * H.double()), torch.sum(WtW * HHt))
+
+    def loss_from_inner_products(self, cross: torch.Tensor | float, quad: torch.Tensor | float) -> float:
+        r"""``1/2 (||Y||^2 - 2 cross + quad)`` clamped at 0 (NaN stays NaN), with
+        ``cross`` :math:`= \langle W^\top Y, H\rangle` and ``quad`` :math:`= \langle W^\top W, H H^\top\rangle`.
+
+        For solvers that already hold these products (see ``Solver.loss``); pass them
+        accumulated in float64.
+        """
         value = 0.5 * (self.Y_norm2 - 2.0 * float(cross) + float(quad))
         return max(value, 0.0) if value == value else float("nan")
 

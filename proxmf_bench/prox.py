@@ -65,11 +65,26 @@ def prox_nonneg(X: torch.Tensor, step: float) -> torch.Tensor:
     return X.clamp_min(0)
 
 
+def prox_nonneg_(X: torch.Tensor, step: float) -> torch.Tensor:
+    """:func:`prox_nonneg` overwriting ``X``."""
+    return X.clamp_min_(0)
+
+
 def prox_box(X: torch.Tensor, step: float, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
     r"""Projection onto the box :math:`\{\text{low} \le x_i \le \text{high}\}`."""
+    _check_box(low, high)
+    return X.clamp(low, high)
+
+
+def prox_box_(X: torch.Tensor, step: float, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+    """:func:`prox_box` overwriting ``X``."""
+    _check_box(low, high)
+    return X.clamp_(low, high)
+
+
+def _check_box(low: float, high: float) -> None:
     if low > high:
         raise UserError(f"box: low={low:g} is greater than high={high:g}")
-    return X.clamp(low, high)
 
 
 def prox_l1(X: torch.Tensor, step: float, lam: float = 0.1) -> torch.Tensor:
@@ -239,7 +254,7 @@ def _axis(what: str) -> Param:
 
 
 BUILTIN_PROX = (
-    ProxSpec("nonneg", prox_nonneg, summary="projection onto X >= 0"),
+    ProxSpec("nonneg", prox_nonneg, summary="projection onto X >= 0", inplace=prox_nonneg_),
     ProxSpec(
         "simplex", prox_simplex,
         params=(Param("s", 1.0, float, "sum of each vector", low=0.0), _axis("project")),
@@ -266,7 +281,7 @@ BUILTIN_PROX = (
     ProxSpec(
         "box", prox_box,
         params=(Param("low", 0.0, float, "lower bound"), Param("high", 1.0, float, "upper bound")),
-        summary="projection onto low <= x <= high",
+        summary="projection onto low <= x <= high", inplace=prox_box_,
     ),
     ProxSpec(
         "l2_ball", prox_l2_ball,

@@ -121,6 +121,12 @@ class Solver(Protocol):
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    # Optional: ``loss(self) -> float``, the loss ``1/2 ||Y - W H||_F^2`` at the current
+    # ``factors()``, valid after ``init`` and after every ``step``. The harness calls it at
+    # record points instead of ``Problem.loss``; a solver that already holds the products
+    # (``Y H^T`` and ``H H^T``, or ``W^T Y`` and ``W^T W``) gets the loss in O((m + n) r^2)
+    # instead of an m x n x r product. It must agree with ``Problem.loss`` up to rounding.
+
 
 ParamResolver = Callable[[Mapping[str, Any], "Registry"], dict[str, Any]]
 
@@ -195,6 +201,9 @@ class ProxSpec:
     Column-wise operators treat each column of a matrix as one vector. ``penalty(X, **params)``,
     when given, evaluates ``g(X)`` as a 0-d tensor (solvers that compare objective values use
     it); ``None`` means ``g`` is 0 at the operator's outputs, as for the indicator of a set.
+    ``inplace(X, step, **params)``, when given, computes the same result as ``fn`` by
+    overwriting ``X`` and returns it: solvers use it on intermediates they own, to save an
+    allocation per call (``fn`` itself never modifies its argument).
     """
 
     name: str
@@ -202,6 +211,7 @@ class ProxSpec:
     params: tuple[Param, ...] = ()
     summary: str = ""
     penalty: Callable[..., "torch.Tensor"] | None = None
+    inplace: Callable[..., "torch.Tensor"] | None = None
 
     def __call__(self, X: torch.Tensor, step: float, **params: Any) -> torch.Tensor:
         return self.fn(X, step, **params)

@@ -76,7 +76,7 @@ class FISTA(AlternatingProxSolver):
         previous = state.get("previous")
         V = X if previous is None or self.beta == 0 else X.lerp(previous, -self.beta)  # X + beta (X - prev)
         t = safe_step(self.step_scale, lipschitz(gram))
-        Z = self.prox(block, gradient_step(gram, V, cross, t), t)
+        Z = self.prox_(block, gradient_step(gram, V, cross, t), t)
         if self.restart == "gradient":
             self.angle += float(torch.sum((V - Z) * (Z - X)))
         state["previous"] = X

@@ -53,7 +53,7 @@ class PGM(AlternatingProxSolver):
     def update(self, block: str, X: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
         if not self.backtracking:
             t = safe_step(self.step_scale, lipschitz(gram))
-            return self.prox(block, gradient_step(gram, X, cross, t), t)
+            return self.prox_(block, gradient_step(gram, X, cross, t), t)
         return self._backtrack(block, X, gram, gram_gradient(gram, X, cross))
 
     def _backtrack(self, block: str, X: torch.Tensor, gram: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -67,9 +67,9 @@ class PGM(AlternatingProxSolver):
         while True:
             if t <= t_safe:
                 t = t_safe
-                Z = self.prox(block, X.add(grad, alpha=-t), t)
+                Z = self.prox_(block, X.add(grad, alpha=-t), t)
                 break
-            Z = self.prox(block, X.add(grad, alpha=-t), t)
+            Z = self.prox_(block, X.add(grad, alpha=-t), t)
             D = Z - X
             if float(torch.sum((gram @ D) * D)) * t <= float(torch.sum(D * D)):
                 break

@@ -36,7 +36,7 @@ class HeavyBallPGM(AlternatingProxSolver):
         if previous is not None:
             Z.add_(X, alpha=self.beta).sub_(previous, alpha=self.beta)
         state["previous"] = X
-        return self.prox(block, Z, t)
+        return self.prox_(block, Z, t)
 
 
 @hookimpl
