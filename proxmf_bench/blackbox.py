@@ -27,7 +27,6 @@ at most ``tol`` relative, and a non-finite loss stops the cell as ``diverged``.
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -80,7 +79,7 @@ def run_black_box_cell(
 ) -> CellResult:
     """Sample a black-box solver at the budgets of ``schedule`` (see the module docstring)."""
     # imported here: peer plugins subclass BlackBoxSolver, and listing them must stay cheap
-    from proxmf_bench.harness import CellResult, _describe, _ensure_row, _Interrupted, _synchronizer
+    from proxmf_bench.harness import CellResult, _synchronizer, guard_cell, loss_stop_reason
     from proxmf_bench.metrics import record_metrics
 
     result = CellResult(cell)
@@ -95,7 +94,7 @@ def run_black_box_cell(
         if observer is not None:
             observer.recorded(cell, budget, call_time, loss)
 
-    try:
+    with guard_cell(result, lambda: (budget, call_time), observer):
         torch.manual_seed(cell.seed)
         solver = factory(**cell.solver.params)
         if limits.max_iter > 0:  # warm-up, untimed (lazy set-up, autograd's threads)
@@ -115,26 +114,11 @@ def run_black_box_cell(
             H = H.to(device=problem.device, dtype=problem.dtype)
             previous, loss = loss, problem.loss(W, H)
             record(W, H, loss)
-            if not math.isfinite(loss):
-                result.stop_reason = "diverged"
-                break
-            if limits.tol is not None and abs(previous - loss) <= limits.tol * max(abs(previous), 1e-300):
-                result.stop_reason = "tol"
+            stop = loss_stop_reason(previous, loss, limits.tol)
+            if stop is not None:
+                result.stop_reason = stop
                 break
             if limits.max_time is not None and call_time >= limits.max_time:
                 result.stop_reason = "max_time"
                 break
-    except KeyboardInterrupt:
-        result.stop_reason = "interrupted"
-        result.error = "interrupted by the user"
-        _ensure_row(result, budget, call_time)
-        if observer is not None:
-            observer.cell_finished(result)
-        raise _Interrupted(result) from None
-    except Exception as exc:  # a peer library may fail in any way; the grid goes on
-        result.stop_reason = "error"
-        result.error = _describe(exc)
-        _ensure_row(result, budget, call_time)
-    if observer is not None:
-        observer.cell_finished(result)
     return result

@@ -15,11 +15,13 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from proxmf_bench.blackbox import is_black_box, run_black_box_cell
 from proxmf_bench.errors import DataError, UserError
 from proxmf_bench.metrics import record_metrics
 from proxmf_bench.plugins import Registry
@@ -156,6 +158,41 @@ def _synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
+def loss_stop_reason(previous: float, loss: float, tol: float | None) -> str | None:
+    """``diverged`` for a non-finite loss, ``tol`` for a relative change of at most ``tol``."""
+    if not math.isfinite(loss):
+        return "diverged"
+    if tol is not None and abs(previous - loss) <= tol * max(abs(previous), 1e-300):
+        return "tol"
+    return None
+
+
+@contextmanager
+def guard_cell(
+    result: CellResult, position: Callable[[], tuple[int, float]], observer: CellObserver | None
+) -> Iterator[None]:
+    """Record an exception in the solver as ``error`` and Ctrl-C as ``interrupted``.
+
+    ``position()`` gives the (iteration, solver time) reached, for the row such a cell keeps.
+    The observer hears of the finished cell either way; Ctrl-C then stops the grid.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        result.stop_reason = "interrupted"
+        result.error = "interrupted by the user"
+        _ensure_row(result, *position())
+        if observer is not None:
+            observer.cell_finished(result)
+        raise _Interrupted(result) from None
+    except Exception as exc:  # a solver may fail in any way; the grid goes on
+        result.stop_reason = "error"
+        result.error = _describe(exc)
+        _ensure_row(result, *position())
+    if observer is not None:
+        observer.cell_finished(result)
+
+
 def run_cell(
     spec_factory: Callable[..., Any],
     cell: Cell,
@@ -167,9 +204,7 @@ def run_cell(
     observer: CellObserver | None = None,
 ) -> CellResult:
     """Run one solver on one problem from ``(W0, H0)`` until a stopping rule fires."""
-    if getattr(spec_factory, "black_box", False) is True:
-        from proxmf_bench.blackbox import run_black_box_cell  # sampled by budgets, not stepped
-
+    if is_black_box(spec_factory):  # sampled by budgets, not stepped
         return run_black_box_cell(spec_factory, cell, problem, W0, H0, limits, schedule, observer)
     result = CellResult(cell)
     sync = _synchronizer(problem.device)
@@ -187,7 +222,7 @@ def run_cell(
         if observer is not None:
             observer.recorded(cell, iteration, elapsed, loss)
 
-    try:
+    with guard_cell(result, lambda: (k, elapsed), observer):
         torch.manual_seed(cell.seed)
         solver = spec_factory(**cell.solver.params)
         sync()
@@ -217,12 +252,9 @@ def run_cell(
             previous = loss
             W, H = solver.factors()
             loss = loss_of(W, H)
-            if not math.isfinite(loss):
-                result.stop_reason = "diverged"
-                record(k, W, H, loss)
-                break
-            if limits.tol is not None and abs(previous - loss) <= limits.tol * max(abs(previous), 1e-300):
-                result.stop_reason = "tol"
+            stop = loss_stop_reason(previous, loss, limits.tol)
+            if stop is not None:
+                result.stop_reason = stop
                 record(k, W, H, loss)
                 break
             if k == next_record:
@@ -231,19 +263,6 @@ def run_cell(
         if last_recorded != k:
             W, H = solver.factors()
             record(k, W, H, loss_of(W, H))
-    except KeyboardInterrupt:
-        result.stop_reason = "interrupted"
-        result.error = "interrupted by the user"
-        _ensure_row(result, k, elapsed)
-        if observer is not None:
-            observer.cell_finished(result)
-        raise _Interrupted(result) from None
-    except Exception as exc:  # a solver may fail in any way; the grid goes on
-        result.stop_reason = "error"
-        result.error = _describe(exc)
-        _ensure_row(result, k, elapsed)
-    if observer is not None:
-        observer.cell_finished(result)
     return result
 
 
