@@ -5,7 +5,9 @@ size and dtype it alternates the harness run and the bare loop several times in 
 (1 thread, denormals flushed) and prints the best per-iteration time of each and their ratio
 (target <= 1.1). Each harness run lasts about 1 s of solver time, and the last column is its
 harness overhead: wall time of the whole cell (loss and metrics at the record points included)
-over the solver time the harness measured, minus one (target < 2%).
+over the solver time the harness measured, minus one (target < 2%). The loss at the starting
+point, computed once per problem and shared by all its cells (an ``m x n x r`` product), is
+not in it: ``start ms`` is its cost.
 
 The bare loops are the floor: the matrix products of one iteration and the elementwise work
 around them, nothing else. ``pgm`` is compared when it is registered. ``--no-ground-truth``
@@ -80,17 +82,19 @@ def measure_bare(loop: Loop, Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor
     return (time.perf_counter() - start) / iters
 
 
-def measure_harness(registry, solver: str, problem, W0, H0, iters: int) -> tuple[float, float]:
-    """Per-iteration solver time of ``solver`` in the harness, and the cell's wall/solver ratio."""
+def measure_harness(registry, solver: str, start, iters: int) -> tuple[float, float]:
+    """Per-iteration solver time of ``solver`` in the harness from ``start`` (a
+    :class:`~proxmf_bench.problem.StartingPoint`), and the cell's wall/solver ratio."""
     from proxmf_bench.harness import Cell, Limits, run_cell
     from proxmf_bench.schedule import RecordSchedule
     from proxmf_bench.selection import select
 
+    problem = start.problem
     cell = Cell(select_solver(registry, solver), select("synthetic", registry.datasets, registry, "dataset")[0],
                 str(problem.device), str(problem.dtype).removeprefix("torch."), 0)
     factory = registry.get_solver(solver).factory
     wall = time.perf_counter()
-    result = run_cell(factory, cell, problem, W0.clone(), H0.clone(), Limits(max_iter=iters), RecordSchedule())
+    result = run_cell(factory, cell, problem, *start.copies(), Limits(max_iter=iters), RecordSchedule(), start=start)
     wall = time.perf_counter() - wall
     if result.stop_reason != "max_iter":
         raise RuntimeError(f"{solver} stopped with {result.stop_reason}: {result.error}")
@@ -113,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from proxmf_bench.plugins import load_registry
-    from proxmf_bench.problem import Problem, initial_factors
+    from proxmf_bench.problem import Problem, StartingPoint, initial_factors
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -127,7 +131,8 @@ def main() -> None:
     on_gpu = device.type == "cuda"
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if on_gpu else ""))
-    header = f"{'solver':>6} {'size':>18} {'dtype':>8} {'bare ms/it':>11} {'harness ms/it':>14} {'ratio':>6} {'overhead':>9}"
+    header = (f"{'solver':>6} {'size':>18} {'dtype':>8} {'bare ms/it':>11} {'harness ms/it':>14} {'ratio':>6}"
+              f" {'overhead':>9} {'start ms':>8}")
     print(header + (f" {'CPU bare ms/it':>15} {'speed-up':>9}" if on_gpu and not args.no_cpu else ""))
     for m, n, r in sizes:
         for dtype in args.dtypes.split(","):
@@ -136,6 +141,10 @@ def main() -> None:
             if args.no_ground_truth:
                 problem = Problem(Y=problem.Y, rank=problem.rank, name=problem.name)
             W0, H0 = initial_factors(problem, 0)
+            start = StartingPoint(problem, W0.clone(), H0.clone())
+            tic = time.perf_counter()
+            start.loss_at(W0, H0)  # once per problem, shared by its cells: reported on its own
+            start_ms = 1e3 * (time.perf_counter() - tic)
             for solver in solvers:
                 loop = BARE[solver]
                 probe = measure_bare(loop, problem.Y, W0, H0, 3)
@@ -145,12 +154,12 @@ def main() -> None:
                 bare, harness, overhead = [], [], []
                 for _ in range(args.repeats):
                     bare.append(measure_bare(loop, problem.Y, W0, H0, iters))
-                    per_it, wall_ratio = measure_harness(registry, solver, problem, W0, H0, iters)
+                    per_it, wall_ratio = measure_harness(registry, solver, start, iters)
                     harness.append(per_it)
                     overhead.append(wall_ratio - 1.0)
                 b, h = min(bare), min(harness)
                 line = (f"{solver:>6} {f'{m}x{n} r{r}':>18} {dtype:>8} {1e3 * b:11.3f} {1e3 * h:14.3f}"
-                        f" {h / b:6.3f} {100 * min(overhead):8.2f}%")
+                        f" {h / b:6.3f} {100 * min(overhead):8.2f}% {start_ms:8.2f}")
                 if on_gpu and not args.no_cpu:
                     Y_cpu, W_cpu, H_cpu = (X.cpu() for X in (problem.Y, W0, H0))
                     cpu = measure_bare(loop, Y_cpu, W_cpu, H_cpu, max(2, min(iters, 5)))

@@ -36,7 +36,7 @@ import torch
 
 if TYPE_CHECKING:
     from proxmf_bench.harness import Cell, CellObserver, CellResult, Limits
-    from proxmf_bench.problem import Problem
+    from proxmf_bench.problem import Problem, StartingPoint
     from proxmf_bench.schedule import RecordSchedule
 
 clock = time.perf_counter  # module-level so that tests can drive the clock
@@ -76,30 +76,35 @@ def run_black_box_cell(
     limits: Limits,
     schedule: RecordSchedule,
     observer: CellObserver | None = None,
+    start: StartingPoint | None = None,
 ) -> CellResult:
-    """Sample a black-box solver at the budgets of ``schedule`` (see the module docstring)."""
+    """Sample a black-box solver at the budgets of ``schedule`` (see the module docstring).
+
+    ``start`` is as for :func:`proxmf_bench.harness.run_cell`.
+    """
     # imported here: peer plugins subclass BlackBoxSolver, and listing them must stay cheap
-    from proxmf_bench.harness import CellResult, _synchronizer, guard_cell, loss_stop_reason
-    from proxmf_bench.metrics import record_metrics
+    from proxmf_bench.harness import CellResult, _initial_loss, _synchronizer, guard_cell, loss_stop_reason
+    from proxmf_bench.metrics import DeferredMetrics
 
     result = CellResult(cell)
-    sync = _synchronizer(problem.device)
+    metrics = DeferredMetrics(problem)
+    sync = _synchronizer(problem.device) or (lambda: None)
     budget = 0
     call_time = 0.0
 
     def record(W: torch.Tensor, H: torch.Tensor, loss: float) -> None:
         rec = {"iteration": budget, "time_s": call_time, "loss": loss}
-        rec.update(record_metrics(problem, W, H, loss))
+        metrics.add(rec, W, H)
         result.records.append(rec)
         if observer is not None:
             observer.recorded(cell, budget, call_time, loss)
 
-    with guard_cell(result, lambda: (budget, call_time), observer):
+    with guard_cell(result, lambda: (budget, call_time), observer, metrics):
         torch.manual_seed(cell.seed)
         solver = factory(**cell.solver.params)
         if limits.max_iter > 0:  # warm-up, untimed (lazy set-up, autograd's threads)
             solver.solve(problem, W0.clone(), H0.clone(), 1)
-        loss = problem.loss(W0, H0)
+        loss = _initial_loss(start, W0, H0, problem.loss)
         record(W0, H0, loss)
         while budget < limits.max_iter:
             budget = min(schedule.next_after(budget), limits.max_iter)

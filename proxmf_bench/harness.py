@@ -23,9 +23,9 @@ import torch
 
 from proxmf_bench.blackbox import is_black_box, run_black_box_cell
 from proxmf_bench.errors import DataError, UserError
-from proxmf_bench.metrics import record_metrics
+from proxmf_bench.metrics import DeferredMetrics
 from proxmf_bench.plugins import Registry
-from proxmf_bench.problem import Problem, initial_factors
+from proxmf_bench.problem import Problem, StartingPoint, initial_factors
 from proxmf_bench.schedule import RecordSchedule
 from proxmf_bench.selection import Variant
 
@@ -152,10 +152,11 @@ def parse_dtypes(text: str) -> list[str]:
     return out
 
 
-def _synchronizer(device: torch.device) -> Callable[[], None]:
+def _synchronizer(device: torch.device) -> Callable[[], None] | None:
+    """What waits for ``device`` to finish its queued work before the clock is read (CUDA), or None."""
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
-    return lambda: None
+    return None
 
 
 def loss_stop_reason(previous: float, loss: float, tol: float | None) -> str | None:
@@ -169,19 +170,25 @@ def loss_stop_reason(previous: float, loss: float, tol: float | None) -> str | N
 
 @contextmanager
 def guard_cell(
-    result: CellResult, position: Callable[[], tuple[int, float]], observer: CellObserver | None
+    result: CellResult,
+    position: Callable[[], tuple[int, float]],
+    observer: CellObserver | None,
+    metrics: DeferredMetrics,
 ) -> Iterator[None]:
     """Record an exception in the solver as ``error`` and Ctrl-C as ``interrupted``.
 
     ``position()`` gives the (iteration, solver time) reached, for the row such a cell keeps.
+    The pending ``metrics`` are evaluated in every case (a stopped cell keeps its records).
     The observer hears of the finished cell either way; Ctrl-C then stops the grid.
     """
     try:
         yield
+        metrics.flush()
     except KeyboardInterrupt:
         result.stop_reason = "interrupted"
         result.error = "interrupted by the user"
         _ensure_row(result, *position())
+        _flush_after_stop(metrics)
         if observer is not None:
             observer.cell_finished(result)
         raise _Interrupted(result) from None
@@ -189,8 +196,18 @@ def guard_cell(
         result.stop_reason = "error"
         result.error = _describe(exc)
         _ensure_row(result, *position())
+        _flush_after_stop(metrics)
     if observer is not None:
         observer.cell_finished(result)
+
+
+def _flush_after_stop(metrics: DeferredMetrics) -> None:
+    """Metrics of the records of a cell already stopped by an error or Ctrl-C: one that fails
+    to evaluate now, or a second Ctrl-C, leaves the remaining ones out (NaN in the table)."""
+    try:
+        metrics.flush()
+    except (Exception, KeyboardInterrupt):
+        pass
 
 
 def run_cell(
@@ -202,11 +219,17 @@ def run_cell(
     limits: Limits,
     schedule: RecordSchedule,
     observer: CellObserver | None = None,
+    start: StartingPoint | None = None,
 ) -> CellResult:
-    """Run one solver on one problem from ``(W0, H0)`` until a stopping rule fires."""
+    """Run one solver on one problem from ``(W0, H0)`` until a stopping rule fires.
+
+    ``start``, if given, is the starting point ``(W0, H0)`` were copied from: its loss,
+    shared by the cells that start there, is then the loss at iteration 0.
+    """
     if is_black_box(spec_factory):  # sampled by budgets, not stepped
-        return run_black_box_cell(spec_factory, cell, problem, W0, H0, limits, schedule, observer)
+        return run_black_box_cell(spec_factory, cell, problem, W0, H0, limits, schedule, observer, start)
     result = CellResult(cell)
+    metrics = DeferredMetrics(problem)
     sync = _synchronizer(problem.device)
     clock = time.perf_counter
     elapsed = 0.0
@@ -216,43 +239,49 @@ def run_cell(
     def record(iteration: int, W: torch.Tensor, H: torch.Tensor, loss: float) -> None:
         nonlocal last_recorded
         rec = {"iteration": iteration, "time_s": elapsed, "loss": loss}
-        rec.update(record_metrics(problem, W, H, loss))
+        metrics.add(rec, W, H)
         result.records.append(rec)
         last_recorded = iteration
         if observer is not None:
             observer.recorded(cell, iteration, elapsed, loss)
 
-    with guard_cell(result, lambda: (k, elapsed), observer):
+    with guard_cell(result, lambda: (k, elapsed), observer, metrics):
         torch.manual_seed(cell.seed)
         solver = spec_factory(**cell.solver.params)
-        sync()
-        start = clock()
+        if sync is not None:
+            sync()
+        tic = clock()
         solver.init(problem, W0, H0)
-        sync()
-        elapsed = clock() - start
+        if sync is not None:
+            sync()
+        elapsed = clock() - tic
         loss_of = _loss_function(solver, problem)
         W, H = solver.factors()
-        loss = loss_of(W, H)
+        loss = _initial_loss(start, W, H, loss_of)
         record(0, W, H, loss)
         next_record = schedule.next_after(0)
+        # locals: this loop's own cost is what a solver step is compared with
+        step, max_iter, tol = solver.step, limits.max_iter, limits.tol
+        max_time = math.inf if limits.max_time is None else limits.max_time
         while True:
-            if k >= limits.max_iter:
+            if k >= max_iter:
                 result.stop_reason = "max_iter"
                 break
-            if limits.max_time is not None and elapsed >= limits.max_time:
+            if elapsed >= max_time:
                 result.stop_reason = "max_time"
                 break
-            start = clock()
-            solver.step()
-            sync()
-            elapsed += clock() - start
+            tic = clock()
+            step()
+            if sync is not None:
+                sync()
+            elapsed += clock() - tic
             k += 1
-            if limits.tol is None and k != next_record:
+            if tol is None and k != next_record:
                 continue
             previous = loss
             W, H = solver.factors()
             loss = loss_of(W, H)
-            stop = loss_stop_reason(previous, loss, limits.tol)
+            stop = loss_stop_reason(previous, loss, tol)
             if stop is not None:
                 result.stop_reason = stop
                 record(k, W, H, loss)
@@ -264,6 +293,14 @@ def run_cell(
             W, H = solver.factors()
             record(k, W, H, loss_of(W, H))
     return result
+
+
+def _initial_loss(
+    start: StartingPoint | None, W: torch.Tensor, H: torch.Tensor, loss_of: Callable[..., float]
+) -> float:
+    """The loss at the factors a solver starts from: shared when they are ``start``'s."""
+    shared = start.loss_at(W, H) if start is not None else None
+    return loss_of(W, H) if shared is None else shared
 
 
 def _loss_function(solver: Any, problem: Problem) -> Callable[[torch.Tensor, torch.Tensor], float]:
@@ -347,19 +384,19 @@ class ProblemCache:
         self.registry = registry
         self.key: tuple | None = None
         self.problem: Problem | None = None
-        self.W0 = self.H0 = None
+        self.start: StartingPoint | None = None
         self.error = ""
 
     def load(self, cell: Cell) -> tuple[Problem | None, str]:
         """``(problem, "")``, or ``(None, reason)`` when the dataset failed to load."""
         key = (cell.dataset, cell.seed, cell.device, cell.dtype)
         if key != self.key:
-            self.key, self.problem, self.W0, self.H0, self.error = key, None, None, None, ""
+            self.key, self.problem, self.start, self.error = key, None, None, ""
             try:
                 spec = self.registry.get_dataset(cell.dataset.name)
                 problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
-                self.W0, self.H0 = initial_factors(problem, cell.seed, key=cell.dataset.name + cell.dataset.params_json())
-                self.problem = problem
+                W0, H0 = initial_factors(problem, cell.seed, key=cell.dataset.name + cell.dataset.params_json())
+                self.problem, self.start = problem, StartingPoint(problem, W0, H0)
             except Exception as exc:  # recorded per cell; the rest of the grid goes on
                 self.error = f"loading dataset failed: {_describe(exc)}"
         return self.problem, self.error
@@ -384,7 +421,7 @@ def run_grid_cell(
             observer.cell_finished(result)
         return result
     factory = registry.get_solver(cell.solver.name).factory
-    return run_cell(factory, cell, problem, cache.W0.clone(), cache.H0.clone(), limits, schedule, observer)
+    return run_cell(factory, cell, problem, *cache.start.copies(), limits, schedule, observer, cache.start)
 
 
 def run_grid(

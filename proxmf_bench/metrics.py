@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,23 +57,30 @@ def spectral_angles(W: torch.Tensor, W_true: torch.Tensor) -> np.ndarray:
     they lose digits and are computed from the differences themselves.
     """
     W = W.double()
-    return _angle_matrix(_unit_columns(W), _unit_columns(W_true.to(W.device, torch.float64)))[0]
+    return np.rad2deg(_angle_matrix(_unit_columns(W), _unit_columns(W_true.to(W.device, torch.float64))))
 
 
-def _angle_matrix(A: torch.Tensor, B: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Angles in degrees and cosines between the unit columns of ``A`` and of ``B``.
-
-    The ``r x r`` arithmetic is done in NumPy on the CPU: a few microseconds per operation
-    where a torch operation costs several times that in dispatch.
-    """
+def _angle_matrix(A: torch.Tensor, B: torch.Tensor) -> np.ndarray:
+    """Angles in radians between the unit columns of ``A`` and of ``B`` (:func:`spectral_angles`)."""
     cos = (A.T @ B).cpu().numpy()
-    diff, total = np.sqrt(np.maximum(2.0 - 2.0 * cos, 0.0)), np.sqrt(np.maximum(2.0 + 2.0 * cos, 0.0))
+    diff, total = _half_chords(cos)
     i, j = np.nonzero(np.abs(cos) > math.cos(math.radians(_REFINE_DEG)))
     if len(i):
         a, b = A[:, torch.as_tensor(i, device=A.device)], B[:, torch.as_tensor(j, device=B.device)]
         diff[i, j] = torch.linalg.vector_norm(a - b, dim=0).cpu().numpy()
         total[i, j] = torch.linalg.vector_norm(a + b, dim=0).cpu().numpy()
-    return np.rad2deg(2.0 * np.arctan2(diff, total)), cos
+    return 2.0 * np.arctan2(diff, total)
+
+
+def _half_chords(cos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``||a - b||`` and ``||a + b||`` of unit vectors from their cosine (the ``r x r``
+    arithmetic in NumPy: microseconds, where each torch operation costs several in dispatch)."""
+    return np.sqrt(np.maximum(2.0 - 2.0 * cos, 0.0)), np.sqrt(np.maximum(2.0 + 2.0 * cos, 0.0))
+
+
+def _chord_angles(cos: np.ndarray) -> np.ndarray:
+    """Angles (radians) from cosines, accurate above a few degrees (:func:`spectral_angles`)."""
+    return 2.0 * np.arctan2(*_half_chords(cos))
 
 
 def _unit_columns(X: torch.Tensor) -> torch.Tensor:
@@ -95,13 +103,8 @@ def abundance_rmse(H: torch.Tensor, H_true: torch.Tensor) -> float:
     """RMSE of ``D H`` against ``H_true`` with the least-squares diagonal scale ``D`` (rows matched)."""
     H = H.double()
     H_true = H_true.to(device=H.device, dtype=torch.float64)
-    return _abundance_rmse(H, H_true, (H * H_true).sum(dim=1), (H * H).sum(dim=1))
-
-
-def _abundance_rmse(H: torch.Tensor, H_true: torch.Tensor, cross: torch.Tensor, norm2: torch.Tensor) -> float:
-    """:func:`abundance_rmse` from the row inner products ``<h_k, h*_k>`` and ``||h_k||^2``."""
-    residual = H * (cross / norm2.clamp_min(1e-300))[:, None]
-    residual = residual.sub_(H_true).view(-1)
+    scale = (H * H_true).sum(dim=1) / (H * H).sum(dim=1).clamp_min(1e-300)
+    residual = (H * scale[:, None]).sub_(H_true).view(-1)
     return math.sqrt(float(torch.dot(residual, residual)) / residual.numel())
 
 
@@ -114,13 +117,44 @@ def factor_match_score(
     return float(torch.mean(cos_W * cos_H))
 
 
-@dataclass(frozen=True)
 class _Truth:
-    """Per-problem constants of the ground truth, in float64 on the problem's device."""
+    """Per-problem constants of the ground truth, and the latest matching, tried first at
+    the next record points.
 
-    W_unit: torch.Tensor  # unit columns of W_true
-    H: torch.Tensor
-    H_norm: torch.Tensor  # row norms of H_true, floored like _unit_columns
+    Both factors are handled as ``components x length`` matrices: :math:`W^\\top` and
+    :math:`H`, so that every reduction runs along contiguous rows.
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        W_true = problem.W_true.to(torch.float64)
+        H_true = problem.H_true.to(torch.float64)
+        units = torch.cat((_unit_columns(W_true).T, _unit_columns(H_true.T).T), dim=1)
+        self.m = W_true.shape[0]
+        self.n = H_true.shape[1]
+        self.H_norm2 = (H_true * H_true).sum(dim=1).cpu().numpy()
+        # angles between true components; infinite on the diagonal (see still_optimal)
+        self.pair_angles = _angle_matrix(units[:, : self.m].T, units[:, : self.m].T)
+        np.fill_diagonal(self.pair_angles, np.inf)
+        self._neg_units = {torch.float64: units.neg()}
+        self.perm: np.ndarray | None = None
+
+    def neg_units(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Minus the unit true components, :math:`-W^{*\\top}` (``r x m``) and :math:`-H^*`
+        (``r x n``) row-normalised, in ``dtype``."""
+        if dtype not in self._neg_units:
+            self._neg_units[dtype] = self._neg_units[torch.float64].to(dtype)
+        units = self._neg_units[dtype]
+        return units[:, : self.m], units[:, self.m :]
+
+    def still_optimal(self, theta: np.ndarray) -> np.ndarray:
+        """Whether matchings with angles ``theta`` (``K x r``, true order) are provably optimal.
+
+        One is when :math:`\\theta_j + \\theta_k < \\angle(b_j, b_k)` for every two true
+        components: another matching pairs some :math:`b_k` with the estimate matched to a
+        :math:`b_j`, at least :math:`\\angle(b_j, b_k) - \\theta_j > \\theta_k` away from
+        :math:`b_k` (triangle inequality on the sphere), so it costs more term by term.
+        """
+        return np.all(theta[:, :, None] + theta[:, None, :] < self.pair_angles, axis=(1, 2))
 
 
 _TRUTHS: weakref.WeakKeyDictionary[Problem, _Truth] = weakref.WeakKeyDictionary()
@@ -129,9 +163,7 @@ _TRUTHS: weakref.WeakKeyDictionary[Problem, _Truth] = weakref.WeakKeyDictionary(
 def _truth(problem: Problem) -> _Truth:
     truth = _TRUTHS.get(problem)
     if truth is None:
-        H = problem.H_true.to(torch.float64)
-        W_unit = _unit_columns(problem.W_true.to(torch.float64))
-        truth = _TRUTHS[problem] = _Truth(W_unit, H, H.norm(dim=1).clamp_min(1e-300))
+        truth = _TRUTHS[problem] = _Truth(problem)
     return truth
 
 
@@ -144,30 +176,178 @@ def relative_error(problem: Problem, loss: float) -> float:
 
 def ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor) -> dict[str, float]:
     """``sad_deg``, ``sad_deg_<k>``, ``rmse_H`` and ``fms``; empty without ground truth."""
+    return batch_ground_truth_metrics(problem, [W], [H])[0]
+
+
+def batch_ground_truth_metrics(
+    problem: Problem, Ws: Sequence[torch.Tensor], Hs: Sequence[torch.Tensor]
+) -> list[dict[str, float]]:
+    """:func:`ground_truth_metrics` of several factor pairs of one problem (record points).
+
+    Computed in a few batched passes over the factors, in their dtype: their norms, the
+    distances between matched unit vectors, and the ``r x r`` cosines and the Hungarian
+    matching only where the last matching is not provably still optimal
+    (:meth:`_Truth.still_optimal`). The angles are those of :func:`spectral_angles`, from
+    distances, and ``rmse_H`` follows from the abundance angles: with the least-squares
+    scale, :math:`\\|d_k h_k - h^*_k\\|^2 = \\|h^*_k\\|^2 \\sin^2\\theta_k`. Pairs are
+    batched by about 4 MiB, so that the intermediates stay in the CPU's cache.
+    """
     if not problem.has_ground_truth:
-        return {}
-    r = problem.rank
-    # a sum is NaN or infinite iff an entry is (or the entries are beyond ~1e300), in one
-    # pass without the boolean copy of isfinite
-    if not (math.isfinite(float(W.sum())) and math.isfinite(float(H.sum()))):
-        nan = {"sad_deg": math.nan, "rmse_H": math.nan, "fms": math.nan}
-        return {**nan, **{f"sad_deg_{k}": math.nan for k in range(r)}}
+        return [{} for _ in Ws]
     truth = _truth(problem)
-    W = W.double()
-    angles, cos = _angle_matrix(_unit_columns(W), truth.W_unit)
-    perm, matched = _match(angles)
-    index = torch.as_tensor(perm, device=W.device)
-    Hp = H[index, :].double()
-    cross, norm2 = (Hp * truth.H).sum(dim=1), (Hp * Hp).sum(dim=1)
-    out = {"sad_deg": float(np.mean(matched))}
-    out.update({f"sad_deg_{k}": float(a) for k, a in enumerate(matched)})
-    out["rmse_H"] = _abundance_rmse(Hp, truth.H, cross, norm2)
-    # cos(h_k, h*_k) from the same inner products; cos(w_k, w*_k) is the matched cosine
-    cos_H = (cross / (norm2.sqrt().clamp_min_(1e-300) * truth.H_norm)).cpu().numpy()
-    out["fms"] = float(np.mean(cos[perm, np.arange(r)] * cos_H))
+    pair_bytes = (Ws[0].numel() + Hs[0].numel()) * Ws[0].element_size() if len(Ws) else 1
+    size = max(1, _BATCH_BYTES // pair_bytes)
+    out: list[dict[str, float]] = []
+    for start in range(0, len(Ws), size):
+        out.extend(_batch_metrics(truth, Ws[start : start + size], Hs[start : start + size]))
     return out
 
 
-def record_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor, loss: float) -> dict[str, float]:
-    """Everything recorded beside the loss at one record point."""
-    return {"rel_error": relative_error(problem, loss), **ground_truth_metrics(problem, W, H)}
+_BATCH_BYTES = 4 * 2**20
+
+
+def _batch_metrics(truth: _Truth, Ws: Sequence[torch.Tensor], Hs: Sequence[torch.Tensor]) -> list[dict[str, float]]:
+    r = len(truth.H_norm2)
+    factors = (torch.stack([W.mT for W in Ws]), torch.stack(list(Hs)))
+    norms = torch.cat([torch.linalg.vector_norm(X, dim=2) for X in factors], dim=1).cpu().numpy().astype(np.float64)
+    finite = np.isfinite(norms).all(axis=1)
+    nan = {"sad_deg": math.nan, **{f"sad_deg_{k}": math.nan for k in range(r)}, "rmse_H": math.nan, "fms": math.nan}
+    out = [dict(nan) for _ in Ws]
+    keep = np.flatnonzero(finite)
+    if not len(keep):
+        return out
+    if len(keep) < len(Ws):
+        index = torch.as_tensor(keep, device=factors[0].device)
+        factors = tuple(X[index] for X in factors)
+    theta_W, theta_H = _Batch(*factors, norms[keep]).match(truth)
+    sad = np.rad2deg(theta_W)
+    rmse = np.sqrt((truth.H_norm2 * np.sin(theta_H) ** 2).sum(axis=1) / (r * truth.n))
+    fms = (np.cos(theta_W) * np.cos(theta_H)).mean(axis=1)
+    for j, i in enumerate(keep):
+        row = out[i]
+        row["sad_deg"] = float(sad[j].mean())
+        row.update({f"sad_deg_{k}": float(a) for k, a in enumerate(sad[j])})
+        row["rmse_H"], row["fms"] = float(rmse[j]), float(fms[j])
+    return out
+
+
+class _Batch:
+    """Finite factor pairs, stacked as ``K x r x m`` (:math:`W^\\top`) and ``K x r x n``
+    (:math:`H`), with the inverses of their component norms."""
+
+    def __init__(self, Wt: torch.Tensor, H: torch.Tensor, norms: np.ndarray) -> None:
+        self.Wt, self.H = Wt, H
+        self.r = H.shape[1]
+        self.nonzero = norms > 0
+        inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=self.nonzero)
+        inv = torch.from_numpy(inv).to(device=H.device, dtype=H.dtype)[:, :, None]
+        self.w_inv, self.h_inv = inv[:, : self.r], inv[:, self.r :]
+
+    def match(self, truth: _Truth) -> tuple[np.ndarray, np.ndarray]:
+        """Angles (radians, ``K x r``, true order) of the optimal matchings, for the columns
+        of ``W`` and the rows of ``H``; remembers the last matching in ``truth``.
+
+        Pairs the last matching provably still fits are done in one pass of distances. The
+        others get their cosine matrices and the Hungarian matching; their angles come from
+        the cosines above 10 degrees (an error ``e`` in a cosine moves its angle by
+        ``e / sin(angle)``, at most ``6 e`` there), and from distances below.
+        """
+        K, r = len(self.H), self.r
+        last = truth.perm
+        perms = np.empty((K, r), dtype=np.int64)
+        if last is None:
+            theta_W, theta_H = np.empty((K, r)), np.empty((K, r))
+            todo = np.arange(K)
+        else:
+            perms[:] = last
+            theta_W, theta_H = self.matched_angles(truth, perms)
+            todo = np.flatnonzero(~truth.still_optimal(theta_W))
+        if len(todo):
+            cos_W = self.cosines(truth, 0, todo)
+            for j, i in enumerate(todo):
+                perms[i] = _match(_chord_angles(cos_W[j]))[0]
+            moved = np.ones(len(todo), dtype=bool) if last is None else np.any(perms[todo] != last, axis=1)
+            changed = todo[moved]
+            if len(changed):
+                # the cosine of estimate perm[k] with true component k, for each k
+                matched = perms[changed][:, None, :]
+                theta_W[changed] = _chord_angles(np.take_along_axis(cos_W[moved], matched, axis=1)[:, 0])
+                theta_H[changed] = _chord_angles(
+                    np.take_along_axis(self.cosines(truth, 1, changed), matched, axis=1)[:, 0])
+                near = math.radians(_REFINE_DEG)
+                small = changed[(theta_W[changed] < near).any(axis=1) | (theta_H[changed] < near).any(axis=1)]
+                if len(small):
+                    theta_W[small], theta_H[small] = self.matched_angles(truth, perms[small], small)
+        truth.perm = perms[-1]
+        return theta_W, theta_H
+
+    def cosines(self, truth: _Truth, factor: int, rows: np.ndarray) -> np.ndarray:
+        """Cosines between the components (rows) of pairs ``rows`` and the true ones (columns)
+        for ``W`` (``factor`` 0) or ``H`` (1), ``len(rows) x r x r``, in the factors' dtype."""
+        index = slice(None) if len(rows) == len(self.H) else torch.as_tensor(rows, device=self.H.device)
+        X, inv = ((self.Wt, self.w_inv), (self.H, self.h_inv))[factor]
+        cos = (X[index] @ truth.neg_units(X.dtype)[factor].mT).mul_(inv[index])
+        return -cos.cpu().numpy().astype(np.float64)
+
+    def matched_angles(
+        self, truth: _Truth, perms: np.ndarray, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Angles between true component ``k`` and estimate ``perms[j, k]`` of pair
+        ``rows[j]`` (all pairs by default), in true order.
+
+        From the distance ``d`` between the unit vectors, :math:`2\\operatorname{atan2}(d, \\sqrt{4 - d^2})`,
+        accurate near 0 where ``arccos`` of a cosine loses half the digits. A zero vector is
+        at 90 degrees of everything (its cosine is taken as 0), as in :func:`spectral_angles`.
+        """
+        index = slice(None) if rows is None else torch.as_tensor(rows, device=self.H.device)
+        # estimate i is paired with the true component k whose perm[k] is i; one reordering
+        # of the truth serves all pairs when they share their matching (the common case)
+        shared = bool((perms == perms[0]).all())
+        inverse = torch.as_tensor(np.argsort(perms[0] if shared else perms, axis=-1), device=self.H.device)
+        d = torch.cat([
+            torch.linalg.vector_norm(torch.addcmul(neg_unit[inverse], X[index], inv[index]), dim=2)
+            for X, inv, neg_unit in zip((self.Wt, self.H), (self.w_inv, self.h_inv), truth.neg_units(self.H.dtype))
+        ], dim=1).cpu().numpy().astype(np.float64)
+        theta = 2.0 * np.arctan2(d, np.sqrt(np.maximum(4.0 - d * d, 0.0)))
+        theta = np.where(self.nonzero[slice(None) if rows is None else rows], theta, math.pi / 2)
+        W_part, H_part = theta[:, : self.r], theta[:, self.r :]
+        return np.take_along_axis(W_part, perms, axis=1), np.take_along_axis(H_part, perms, axis=1)
+
+
+class DeferredMetrics:
+    """The metrics of a run's record points, with the ground-truth ones evaluated in a batch.
+
+    :meth:`add` fills in ``rel_error`` at once and keeps a copy of the factors; :meth:`flush`
+    (at the end of the run, or as soon as the copies held reach ``max_bytes``) evaluates the
+    ground-truth metrics of every pending record. Between solver steps, the metric code and
+    the truth have been evicted from the CPU caches by the solver's data, and evaluating them
+    there would evict the solver's data in turn, slowing the step that follows; back to back
+    they cost about half as much, and a copy of the factors is a single pass.
+    """
+
+    def __init__(self, problem: Problem, max_bytes: int = 256 * 2**20) -> None:
+        self.problem = problem
+        self.max_bytes = max_bytes
+        self._pending: list[tuple[dict, torch.Tensor, torch.Tensor]] = []
+        self._bytes = 0
+
+    def add(self, record: dict, W: torch.Tensor, H: torch.Tensor) -> None:
+        """Add the metrics of ``record`` (which holds ``loss``) at factors ``(W, H)`` to it."""
+        record["rel_error"] = relative_error(self.problem, record["loss"])
+        if not self.problem.has_ground_truth:
+            return
+        # W transposed: the metrics treat both factors as components x length (_Truth)
+        self._pending.append((record, W.mT.clone(memory_format=torch.contiguous_format), H.clone()))
+        self._bytes += (W.numel() + H.numel()) * W.element_size()
+        if self._bytes >= self.max_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Evaluate the ground-truth metrics of the pending records."""
+        if self._pending:
+            records, Wts, Hs = zip(*self._pending)
+            Ws = [Wt.mT for Wt in Wts]
+            for record, metrics in zip(records, batch_ground_truth_metrics(self.problem, Ws, Hs)):
+                record.update(metrics)
+        self._pending.clear()
+        self._bytes = 0

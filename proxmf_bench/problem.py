@@ -172,3 +172,32 @@ def initial_factors(
     if problem.fixed_W:
         W0 = problem.W_true.clone()
     return W0, H0
+
+
+class StartingPoint:
+    """Initial factors shared by the solvers of one problem and seed, with their loss.
+
+    The loss at iteration 0 is the one record point that costs an ``m x n x r`` product: no
+    solver holds products yet. It is computed once, for every solver that starts here.
+    """
+
+    def __init__(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
+        self.problem = problem
+        self.W0, self.H0 = W0, H0
+        self._loss: float | None = None
+
+    def copies(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies of ``(W0, H0)`` for a solver, which may overwrite them."""
+        return self.W0.clone(), self.H0.clone()
+
+    def loss_at(self, W: torch.Tensor, H: torch.Tensor) -> float | None:
+        """The loss at ``(W, H)`` if they are ``(W0, H0)`` exactly, else ``None``."""
+        if not (_same(W, self.W0) and _same(H, self.H0)):
+            return None
+        if self._loss is None:
+            self._loss = self.problem.loss(self.W0, self.H0)
+        return self._loss
+
+
+def _same(A: torch.Tensor, B: torch.Tensor) -> bool:
+    return A.dtype == B.dtype and A.device == B.device and torch.equal(A, B)

@@ -5,9 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import torch
+
 from proxmf_bench import run_benchmark
+from proxmf_bench.harness import Cell, Limits, _Interrupted, run_cell
 from proxmf_bench.plugins import load_registry
+from proxmf_bench.problem import StartingPoint, initial_factors
 from proxmf_bench.schedule import RecordSchedule
+from proxmf_bench.selection import select
+from solvers.mu import MU
 
 BAD = str(Path(__file__).parent / "plugins" / "bad_things.py")
 SMALL = "synthetic[m=30,n=20,rank=3]"
@@ -57,6 +63,9 @@ def test_stop_reasons_and_isolation(tmp_path, bad_registry):
     assert crashed.stop_reason == "error" and "blew up on purpose" in crashed.error
     assert crashed.iteration == 3
     assert any("crashing" in e for e in out.errors)
+    # the records a failed cell keeps still get their ground-truth metrics
+    kept = out.frame[(out.frame.solver == "crashing[after=3]") & (out.frame.iteration < 3)]
+    assert len(kept) == 3 and kept.sad_deg.notna().all() and kept.rmse_H.notna().all()
 
 
 def test_tol_stops_when_loss_stalls(tmp_path):
@@ -98,3 +107,62 @@ def test_failed_dataset_load_is_recorded_and_grid_goes_on(tmp_path, bad_registry
     last = out.frame.groupby("seed").tail(1).set_index("seed")
     assert last.loc[0, "stop_reason"] == "max_iter"
     assert last.loc[1, "stop_reason"] == "error" and "disk went away" in last.loc[1, "error"]
+
+
+def _small_cell(registry, solver="mu"):
+    (variant,) = select(SMALL, registry.datasets, registry, "dataset")
+    problem = registry.get_dataset(variant.name).load(variant.params, 0, torch.device("cpu"), torch.float64)
+    cell = Cell(select(solver, registry.solvers, registry, "solver")[0], variant, "cpu", "float64", 0)
+    return problem, cell
+
+
+def test_the_loss_at_the_shared_start_is_computed_once(bad_registry, monkeypatch):
+    problem, _ = _small_cell(bad_registry)
+    W0, H0 = initial_factors(problem, 0)
+    start = StartingPoint(problem, W0, H0)
+    expected = problem.loss(W0, H0)
+    calls = []
+    monkeypatch.setattr(problem, "loss", lambda W, H: calls.append(1) or expected)
+    assert start.loss_at(*start.copies()) == expected
+    assert start.loss_at(*start.copies()) == expected
+    assert len(calls) == 1
+    assert start.loss_at(W0 * 2, H0) is None
+    assert start.loss_at(W0.float(), H0.float()) is None
+
+
+@pytest.mark.parametrize("eps, shared", [(1e-12, True), (0.5, False)])
+def test_iteration_zero_uses_the_start_loss_only_for_the_start_itself(bad_registry, eps, shared):
+    """MU floors its initial factors at eps: a floor that moves them gets its own loss."""
+    problem, cell = _small_cell(bad_registry, f"mu[eps={eps}]")
+    W0, H0 = initial_factors(problem, 0)
+    start = StartingPoint(problem, W0, H0)
+    start._loss = -1.0  # a value no loss can take, to see where iteration 0's comes from
+    result = run_cell(MU, cell, problem, *start.copies(), Limits(max_iter=2),
+                      RecordSchedule(), start=start)
+    assert result.stop_reason == "max_iter", result.error
+    first = result.records[0]["loss"]
+    if shared:
+        assert first == -1.0
+    else:
+        assert first == pytest.approx(problem.loss(W0.clamp_min(eps), H0.clamp_min(eps)), rel=1e-12)
+
+
+def test_an_interrupted_cell_keeps_the_metrics_of_its_records(bad_registry):
+    class Interrupted(MU):
+        def step(self):
+            super().step()
+            if self.steps == 4:
+                raise KeyboardInterrupt
+            self.steps += 1
+
+        steps = 0
+
+    problem, cell = _small_cell(bad_registry)
+    W0, H0 = initial_factors(problem, 0)
+    with pytest.raises(_Interrupted) as stopped:
+        run_cell(Interrupted, cell, problem, W0, H0, Limits(max_iter=50), RecordSchedule())
+    records = stopped.value.result.records
+    assert stopped.value.result.stop_reason == "interrupted"
+    assert [rec["iteration"] for rec in records] == [0, 1, 2, 3, 4]
+    assert all(np.isfinite(rec["sad_deg"]) for rec in records if np.isfinite(rec["loss"]))
+    assert sum("sad_deg" in rec for rec in records) == 5

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from proxmf_bench.metrics import (
+    DeferredMetrics,
     abundance_rmse,
     factor_match_score,
     ground_truth_metrics,
     match_components,
-    record_metrics,
     relative_error,
     spectral_angles,
 )
@@ -110,11 +110,15 @@ def test_relative_error_from_loss(truth):
     assert math.isnan(relative_error(truth, math.nan))
 
 
-def test_record_metrics_without_ground_truth_has_only_rel_error():
+def test_without_ground_truth_only_rel_error_is_recorded():
     Y = torch.rand(5, 6, dtype=torch.float64)
     p = Problem(Y=Y, rank=2)
     W, H = torch.rand(5, 2, dtype=torch.float64), torch.rand(2, 6, dtype=torch.float64)
-    assert set(record_metrics(p, W, H, p.loss(W, H))) == {"rel_error"}
+    record = {"loss": p.loss(W, H)}
+    metrics = DeferredMetrics(p)
+    metrics.add(record, W, H)
+    metrics.flush()
+    assert set(record) == {"loss", "rel_error"}
 
 
 def test_non_finite_factors_give_nan_metrics(truth):
@@ -123,3 +127,131 @@ def test_non_finite_factors_give_nan_metrics(truth):
     m = ground_truth_metrics(truth, W, truth.H_true)
     assert set(m) == {"sad_deg", "rmse_H", "fms", *(f"sad_deg_{k}" for k in range(4))}
     assert all(math.isnan(v) for v in m.values())
+
+
+# --- the record-point implementation against an independent definition -------------------
+
+
+def _reference(W: np.ndarray, H: np.ndarray, W_true: np.ndarray, H_true: np.ndarray) -> dict[str, float]:
+    """The metrics by their definitions: brute-force matching over all permutations, angles by
+    Kahan's formula on unit vectors, the abundance residual with its least-squares scale."""
+    r, n = H_true.shape
+
+    def angle(a: np.ndarray, b: np.ndarray) -> float:
+        if not a.any():
+            return math.pi / 2
+        a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+        return 2.0 * math.atan2(np.linalg.norm(a - b), np.linalg.norm(a + b))
+
+    A = np.array([[angle(W[:, i], W_true[:, k]) for k in range(r)] for i in range(r)])
+    perm = np.array(min(itertools.permutations(range(r)), key=lambda p: sum(A[p[k], k] for k in range(r))))
+    sad = np.array([A[perm[k], k] for k in range(r)])
+    residual, cos_H = 0.0, []
+    for k in range(r):
+        h, h_true = H[perm[k]], H_true[k]
+        scale = h @ h_true / (h @ h) if h.any() else 0.0
+        residual += np.sum((scale * h - h_true) ** 2)
+        cos_H.append(math.cos(angle(h, h_true)))
+    out = {"sad_deg": float(np.degrees(sad).mean()), "rmse_H": math.sqrt(residual / (r * n)),
+           "fms": float(np.mean(np.cos(sad) * np.array(cos_H)))}
+    out.update({f"sad_deg_{k}": float(np.degrees(a)) for k, a in enumerate(sad)})
+    return out
+
+
+def _assert_metrics_match(got: dict, want: dict) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+
+
+def _random_case(gen: np.random.Generator, m: int, n: int, r: int, noise: float, signed: bool = False):
+    W_true, H_true = gen.random((m, r)), gen.random((r, n))
+    perm, scale = gen.permutation(r), gen.uniform(0.1, 10.0, r)
+    W = W_true[:, perm] / scale + noise * gen.standard_normal((m, r))
+    H = H_true[perm] * scale[:, None] + noise * gen.standard_normal((r, n))
+    if not signed:
+        W, H = np.abs(W), np.abs(H)
+    return W, H, W_true, H_true
+
+
+@pytest.mark.parametrize("noise", [0.0, 1e-10, 1e-6, 0.05, 0.5, 3.0])
+def test_metrics_equal_their_definitions(noise):
+    gen = np.random.default_rng(int(noise * 1e10) % 1000)
+    for r in (1, 2, 4):
+        W, H, W_true, H_true = _random_case(gen, 15, 11, r, noise)
+        problem = _problem(W_true, H_true)
+        got = ground_truth_metrics(problem, torch.from_numpy(W), torch.from_numpy(H))
+        _assert_metrics_match(got, _reference(W, H, W_true, H_true))
+
+
+def test_metrics_of_factors_with_negative_entries_and_zero_vectors():
+    gen = np.random.default_rng(5)
+    for _ in range(10):
+        W, H, W_true, H_true = _random_case(gen, 9, 7, 3, 1.0, signed=True)
+        W[:, 1] = 0.0
+        H[2] = 0.0
+        problem = _problem(W_true, H_true)
+        got = ground_truth_metrics(problem, torch.from_numpy(W), torch.from_numpy(H))
+        _assert_metrics_match(got, _reference(W, H, W_true, H_true))
+
+
+def test_reusing_the_last_matching_never_changes_the_result():
+    """A sequence of record points on one problem: the matching kept from the previous point
+    is reused only when provably optimal, so every point equals its definition, including
+    when the estimate's components swap places between two points."""
+    gen = np.random.default_rng(11)
+    W_true, H_true = gen.random((20, 5)), gen.random((5, 13))
+    problem = _problem(W_true, H_true)
+    for step in range(60):
+        noise = [1e-8, 1e-3, 0.1, 0.6][step % 4]
+        perm = gen.permutation(5) if step % 3 else np.arange(5)
+        W = np.abs(W_true[:, perm] + noise * gen.standard_normal((20, 5)))
+        H = np.abs(H_true[perm] + noise * gen.standard_normal((5, 13)))
+        got = ground_truth_metrics(problem, torch.from_numpy(W), torch.from_numpy(H))
+        _assert_metrics_match(got, _reference(W, H, W_true, H_true))
+
+
+def test_float32_factors_are_measured_to_float32_precision():
+    gen = np.random.default_rng(2)
+    W, H, W_true, H_true = _random_case(gen, 30, 20, 3, 1e-3)
+    problem = _problem(W_true, H_true).to("cpu", torch.float32)
+    W32, H32 = torch.from_numpy(W).float(), torch.from_numpy(H).float()
+    got = ground_truth_metrics(problem, W32, H32)
+    want = _reference(W32.double().numpy(), H32.double().numpy(),
+                      problem.W_true.double().numpy(), problem.H_true.double().numpy())
+    # float32 resolves angles to ~1e-7 rad: 1e-5 degrees, and rmse_H to 1e-6 of the abundances
+    tolerance = {"rmse_H": 1e-6 * float(problem.H_true.abs().max()), "fms": 1e-6}
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=tolerance.get(key, 1e-5)), key
+    # no arccos floor: the truth itself, rescaled, is at (nearly) zero angle, not ~0.02 degrees
+    exact = ground_truth_metrics(problem, problem.W_true * 3.0, problem.H_true / 3.0)
+    assert exact["sad_deg"] < 1e-4 and exact["rmse_H"] < 1e-6 * float(problem.H_true.abs().max())
+
+
+def test_deferred_metrics_use_copies_taken_at_add():
+    gen = np.random.default_rng(4)
+    W, H, W_true, H_true = _random_case(gen, 12, 9, 3, 0.1)
+    problem = _problem(W_true, H_true)
+    W_t, H_t = torch.from_numpy(W.copy()), torch.from_numpy(H.copy())
+    record = {"loss": problem.loss(W_t, H_t)}
+    metrics = DeferredMetrics(problem)
+    metrics.add(record, W_t, H_t)
+    assert set(record) == {"loss", "rel_error"}  # ground truth waits for flush
+    W_t.mul_(0.0).add_(1.0)  # the solver goes on in place
+    metrics.flush()
+    _assert_metrics_match({k: v for k, v in record.items() if k not in ("loss", "rel_error")},
+                          _reference(W, H, W_true, H_true))
+
+
+def test_deferred_metrics_flush_when_the_copies_reach_the_budget():
+    gen = np.random.default_rng(6)
+    W, H, W_true, H_true = _random_case(gen, 12, 9, 3, 0.1)
+    problem = _problem(W_true, H_true)
+    one_copy = (W.size + H.size) * 8
+    metrics = DeferredMetrics(problem, max_bytes=2 * one_copy)
+    records = [{"loss": 1.0} for _ in range(3)]
+    for record in records:
+        metrics.add(record, torch.from_numpy(W), torch.from_numpy(H))
+    assert ["sad_deg" in rec for rec in records] == [True, True, False]
+    metrics.flush()
+    assert all("sad_deg" in rec for rec in records)
