@@ -6,6 +6,24 @@ solver. ``nalmu[weights=PATH]`` runs the trained layers stored in ``PATH`` (writ
 the file's sha256 is recorded. Iteration ``k > K`` is a plain MU step (on the normalised data
 when the model normalises), so long runs stay comparable with ``mu``. Where the unrolled part
 ends is in the results: ``layers`` in the ``solver_params`` column.
+
+A step is ``mu``'s with the layer's weights applied as in
+:func:`proxmf_bench.nalmu.nalmu_update_H` (in place: the solver needs no gradients), and the
+solver keeps the same products as ``mu`` so that :meth:`NALMUSolver.loss` costs
+:math:`O((m + n) r^2)` instead of another :math:`m \times n \times r` product:
+
+.. math::
+    2 f(W, H) = \|Y\|_F^2 - 2\langle W, Y H^\top\rangle + \langle W^\top W, H H^\top\rangle
+              = \|Y\|_F^2 - 2\langle W^\top Y, H\rangle + \langle W^\top W, H H^\top\rangle,
+
+the first form with the ``Y H^T`` and ``H H^T`` of the last ``W`` update and the ``W^T W`` of
+the new ``W`` (computed at the end of a step instead of at the start of the next), the second
+in a fixed-W problem, where ``W^T Y`` and ``W^T W`` are computed once. With ``normalize=True``
+the step works on :math:`Y_n = Y D^{-1}` and :math:`H_n = H D^{-1}` (:math:`D` the diagonal of
+the column norms of ``Y``) while the loss is that of :meth:`NALMUSolver.factors` on ``Y``: in a
+fixed-W problem :math:`W^\top Y = (W^\top Y_n) D` costs :math:`O(rn)`, but in the NMF form
+:math:`Y H^\top = Y_n D^2 H_n^\top` would be another :math:`m \times n \times r` product, so
+there the loss is :meth:`Problem.loss`.
 """
 
 from __future__ import annotations
@@ -17,17 +35,8 @@ import torch
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.nalmu import (
-    NALMU,
-    ColumnScaling,
-    file_sha256,
-    load_weights,
-    nalmu_update_H,
-    nalmu_update_W,
-    normalize_columns,
-)
+from proxmf_bench.nalmu import NALMU, ColumnScaling, file_sha256, load_weights, normalize_columns
 from proxmf_bench.problem import Problem
-from proxmf_bench.solvers.mu import mu_update_H, mu_update_W
 from proxmf_bench.specs import Param, SolverSpec, coerce_params
 
 ONES = "ones"
@@ -72,14 +81,14 @@ class NALMUSolver:
         self.model: NALMU | None = None if weights == ONES else load_weights(weights)[0]
 
     def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
+        self.problem = problem
         self.fixed_W = problem.fixed_W
         m, _ = problem.shape
         like = {"device": problem.device, "dtype": problem.dtype}
-        if self.model is None:
-            ones = torch.ones(1, 1, **like)
-            self.A_W = [ones] * self.layers
-            self.A_H = [ones] * self.layers
-        else:
+        # weights of the unrolled layers; none for the all-ones layers, which are plain MU steps
+        self.A_W: list[torch.Tensor | None] = []
+        self.A_H: list[torch.Tensor] = []
+        if self.model is not None:
             self.model.check_compatible(m, problem.rank, problem.fixed_W, where=f"weights {self.weights}")
             pairs = [self.model.layer_weights(k) for k in range(self.layers)]
             self.A_W = [None if a is None else a.detach().to(**like) for a, _ in pairs]
@@ -92,23 +101,54 @@ class NALMUSolver:
         self.W = W0.clamp_min(self.eps)
         self.H = H0.clamp_min(self.eps)
         self.k = 0
+        # as in MU: W^T W of the current W (and W^T Y in fixed-W mode, where neither changes);
+        # Y H^T and H H^T of the last W update
+        self.WtW = self.W.mT @ self.W
+        self.YHt: torch.Tensor | None = None
+        self.HHt: torch.Tensor | None = None
+        if self.fixed_W:
+            self.WtY = self.W.mT @ Y
 
     def step(self) -> None:
-        Y, eps = self.Y, self.eps
-        if self.k < self.layers:
-            self.H = nalmu_update_H(Y, self.W, self.H, self.A_H[self.k], eps)
-            if not self.fixed_W:
-                self.W = nalmu_update_W(Y, self.W, self.H, self.A_W[self.k], eps)
-        else:
-            mu_update_H(Y, self.W, self.H, eps)
-            if not self.fixed_W:
-                mu_update_W(Y, self.W, self.H, eps)
+        eps, Y, W, H = self.eps, self.Y, self.W, self.H
+        A_W, A_H = (self.A_W[self.k], self.A_H[self.k]) if self.k < len(self.A_H) else (None, None)
         self.k += 1
+        # nalmu_update_H and nalmu_update_W's arithmetic (mu_update_H and mu_update_W's without
+        # weights), in place, reusing W^T W and keeping Y H^T intact
+        denominator = (self.WtW @ H).clamp_min_(eps)
+        ratio = torch.div(self.WtY, denominator) if self.fixed_W else (W.mT @ Y).div_(denominator)
+        _weighted_(H, A_H).mul_(ratio).clamp_min_(eps)
+        if self.fixed_W:
+            return
+        self.YHt, self.HHt = Y @ H.mT, H @ H.mT
+        ratio = torch.div(self.YHt, (W @ self.HHt).clamp_min_(eps))
+        _weighted_(W, A_W).mul_(ratio).clamp_min_(eps)
+        self.WtW = W.mT @ W
+
+    def loss(self) -> float:
+        """The loss at :meth:`factors` on the problem's ``Y`` from the products of the last step
+        (see the module doc)."""
+        W, H = self.factors()
+        if self.fixed_W:
+            WtY = self.WtY if self.scaling is None else self.scaling.restore_H(self.WtY)
+            return self.problem.loss_from_inner_products(
+                torch.sum(WtY.double() * H.double()), torch.sum(self.WtW.double() * (H @ H.mT).double()))
+        # before the first step; and with normalize=True, where the step holds Y_n H_n^T but the
+        # loss of factors() on Y needs Y H^T = Y_n D^2 H_n^T, another m x n x r product
+        if self.YHt is None or self.scaling is not None:
+            return self.problem.loss(W, H)
+        return self.problem.loss_from_inner_products(
+            torch.sum(W.double() * self.YHt.double()), torch.sum(self.WtW.double() * self.HHt.double()))
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.scaling is None:
             return self.W, self.H
         return self.W, self.scaling.restore_H(self.H)
+
+
+def _weighted_(X: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
+    """``X`` multiplied in place by a layer's weights ``A`` (none: ``X`` as it is)."""
+    return X if A is None else X.mul_(A)
 
 
 @hookimpl

@@ -48,6 +48,24 @@ def test_untrained_nalmu_solver_is_mu_iterate_for_iterate(registry, dataset):
             torch.testing.assert_close(b, a, rtol=1e-13, atol=0.0)
 
 
+@pytest.mark.parametrize("normalize", [False, True], ids=["plain", "normalize"])
+@pytest.mark.parametrize("dataset", [SMALL_NMF, SMALL_NNLS])
+def test_trained_nalmu_solver_runs_the_models_layers(registry, tmp_path, dataset, normalize):
+    problem, W0, H0 = load(registry, dataset)
+    model = NALMU(NALMUConfig(layers=5, rank=problem.rank, m=problem.shape[0], fixed_W=problem.fixed_W,
+                              normalize=normalize))
+    with torch.no_grad():
+        for weights in model.parameters():
+            weights.uniform_(0.5, 1.5)
+    Ws, Hs = model(problem.Y, W0, H0)
+    solver = NALMUSolver(weights=str(save_weights(tmp_path / "w.pt", model, {})), layers=5, normalize=normalize)
+    solver.init(problem, W0.clone(), H0.clone())
+    for W, H in zip(Ws, Hs):
+        solver.step()
+        torch.testing.assert_close(solver.factors()[0], W.detach(), rtol=1e-13, atol=0.0)
+        torch.testing.assert_close(solver.factors()[1], H.detach(), rtol=1e-13, atol=0.0)
+
+
 def test_all_ones_model_gives_mu_iterates_on_a_batch(registry):
     problems = [load(registry, SMALL_NMF, seed) for seed in (0, 1)]
     model = NALMU(NALMUConfig(layers=6, rank=4, m=30, shape="full"))

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from proxmf_bench.harness import Cell, Limits, run_cell
+from proxmf_bench.nalmu import NALMU, NALMUConfig, save_weights
 from proxmf_bench.problem import Problem, initial_factors
 from proxmf_bench.schedule import RecordSchedule
 from proxmf_bench.selection import select
+from proxmf_bench.solvers.nalmu import NALMUSolver, resolve_params
 from solvers.mu import MU
 
 # every built-in stepped solver variant that has loss(); test_every_solver_with_loss_is_covered
@@ -17,7 +19,8 @@ from solvers.mu import MU
 WITH_LOSS = [
     "mu", "pgm", "pgm[backtracking=true]", "pgm[prox=l1,lam=0.1]", "pgm_momentum",
     "fista[restart=function]", "fista[restart=gradient]", "fista[restart=none]",
-    "adaprox", "adaprox[variant=adam]",
+    "adaprox", "adaprox[variant=adam]", "nalmu[layers=3]", "nalmu[layers=3,normalize=true]",
+    "pgm_torch", "pgm_torch[momentum=0.5]", "pgm_torch[momentum=0.5,nesterov=true,prox=l1,lam=0.1]",
 ]
 
 
@@ -32,16 +35,30 @@ def _solver(registry, text: str):
     return registry.get_solver(variant.name).factory(**variant.params)
 
 
-@pytest.mark.parametrize("fixed_W", [False, True], ids=["nmf", "fixed_W"])
-@pytest.mark.parametrize("text", WITH_LOSS)
-def test_solver_loss_equals_problem_loss(registry, text, fixed_W):
-    problem = _problem(registry, fixed_W)
-    solver = _solver(registry, text)
+def _check_loss_along_the_run(problem: Problem, solver) -> None:
     solver.init(problem, *initial_factors(problem, 0))
     assert solver.loss() == pytest.approx(problem.loss(*solver.factors()), rel=1e-10)
     for _ in range(7):
         solver.step()
         assert solver.loss() == pytest.approx(problem.loss(*solver.factors()), rel=1e-10)
+
+
+@pytest.mark.parametrize("fixed_W", [False, True], ids=["nmf", "fixed_W"])
+@pytest.mark.parametrize("text", WITH_LOSS)
+def test_solver_loss_equals_problem_loss(registry, text, fixed_W):
+    _check_loss_along_the_run(_problem(registry, fixed_W), _solver(registry, text))
+
+
+@pytest.mark.parametrize("normalize", [False, True], ids=["plain", "normalize"])
+@pytest.mark.parametrize("fixed_W", [False, True], ids=["nmf", "fixed_W"])
+def test_trained_nalmu_loss_equals_problem_loss(registry, tmp_path, fixed_W, normalize):
+    problem = _problem(registry, fixed_W)
+    model = NALMU(NALMUConfig(layers=3, rank=problem.rank, m=problem.shape[0], fixed_W=fixed_W, normalize=normalize))
+    with torch.no_grad():
+        for weights in model.parameters():
+            weights.uniform_(0.5, 1.5)
+    path = save_weights(tmp_path / "w.pt", model, {})
+    _check_loss_along_the_run(problem, NALMUSolver(**resolve_params({"weights": str(path)})))
 
 
 def test_every_solver_with_loss_is_covered(registry):
