@@ -5,7 +5,8 @@ size and dtype it alternates the harness run and the bare loop several times in 
 (1 thread, denormals flushed) and prints the best per-iteration time of each and their ratio
 (target <= 1.1). Each harness run lasts about 1 s of solver time, and the last column is its
 harness overhead: wall time of the whole cell (loss and metrics at the record points included)
-over the solver time the harness measured, minus one (target < 2%). The loss at the starting
+over the solver time the harness measured, minus one (target < 2%), best and median of the
+repeats. The loss at the starting
 point, computed once per problem and shared by all its cells (an ``m x n x r`` product), is
 not in it: ``start ms`` is its cost.
 
@@ -20,6 +21,7 @@ time of the bare loop at that size for the speed-up, unless ``--no-cpu``).
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 
@@ -132,7 +134,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if on_gpu else ""))
     header = (f"{'solver':>6} {'size':>18} {'dtype':>8} {'bare ms/it':>11} {'harness ms/it':>14} {'ratio':>6}"
-              f" {'overhead':>9} {'start ms':>8}")
+              f" {'overhead best/median':>21} {'start ms':>8}")
     print(header + (f" {'CPU bare ms/it':>15} {'speed-up':>9}" if on_gpu and not args.no_cpu else ""))
     for m, n, r in sizes:
         for dtype in args.dtypes.split(","):
@@ -159,7 +161,8 @@ def main() -> None:
                     overhead.append(wall_ratio - 1.0)
                 b, h = min(bare), min(harness)
                 line = (f"{solver:>6} {f'{m}x{n} r{r}':>18} {dtype:>8} {1e3 * b:11.3f} {1e3 * h:14.3f}"
-                        f" {h / b:6.3f} {100 * min(overhead):8.2f}% {start_ms:8.2f}")
+                        f" {h / b:6.3f} {100 * min(overhead):9.2f}% {100 * statistics.median(overhead):9.2f}%"
+                        f" {start_ms:8.2f}")
                 if on_gpu and not args.no_cpu:
                     Y_cpu, W_cpu, H_cpu = (X.cpu() for X in (problem.Y, W0, H0))
                     cpu = measure_bare(loop, Y_cpu, W_cpu, H_cpu, max(2, min(iters, 5)))

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,51 +174,56 @@ def relative_error(problem: Problem, loss: float) -> float:
 
 
 def ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor) -> dict[str, float]:
-    """``sad_deg``, ``sad_deg_<k>``, ``rmse_H`` and ``fms``; empty without ground truth."""
-    return batch_ground_truth_metrics(problem, [W], [H])[0]
+    """``sad_deg``, ``sad_deg_<k>``, ``rmse_H`` and ``fms``; empty without ground truth.
+
+    See :func:`stacked_ground_truth_metrics`, which does the work (for many pairs at once).
+    """
+    return stacked_ground_truth_metrics(problem, W.mT.contiguous()[None], H[None])[0]
 
 
-def batch_ground_truth_metrics(
-    problem: Problem, Ws: Sequence[torch.Tensor], Hs: Sequence[torch.Tensor]
-) -> list[dict[str, float]]:
-    """:func:`ground_truth_metrics` of several factor pairs of one problem (record points).
+def stacked_ground_truth_metrics(problem: Problem, Wt: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
+    """:func:`ground_truth_metrics` of ``K`` factor pairs of one problem (record points),
+    stacked as ``K x r x m`` (the :math:`W^\\top`) and ``K x r x n``.
 
     Computed in a few batched passes over the factors, in their dtype: their norms, the
     distances between matched unit vectors, and the ``r x r`` cosines and the Hungarian
     matching only where the last matching is not provably still optimal
     (:meth:`_Truth.still_optimal`). The angles are those of :func:`spectral_angles`, from
     distances, and ``rmse_H`` follows from the abundance angles: with the least-squares
-    scale, :math:`\\|d_k h_k - h^*_k\\|^2 = \\|h^*_k\\|^2 \\sin^2\\theta_k`. Pairs are
-    batched by about 4 MiB, so that the intermediates stay in the CPU's cache.
+    scale, :math:`\\|d_k h_k - h^*_k\\|^2 = \\|h^*_k\\|^2 \\sin^2\\theta_k`. Pairs go by
+    about 4 MiB, so that the intermediates stay in the CPU's cache.
     """
     if not problem.has_ground_truth:
-        return [{} for _ in Ws]
+        return [{} for _ in range(len(H))]
     truth = _truth(problem)
-    pair_bytes = (Ws[0].numel() + Hs[0].numel()) * Ws[0].element_size() if len(Ws) else 1
-    size = max(1, _BATCH_BYTES // pair_bytes)
+    size = _batch_size(Wt[0], H[0])
     out: list[dict[str, float]] = []
-    for start in range(0, len(Ws), size):
-        out.extend(_batch_metrics(truth, Ws[start : start + size], Hs[start : start + size]))
+    for start in range(0, len(H), size):
+        out.extend(_batch_metrics(truth, Wt[start : start + size], H[start : start + size]))
     return out
 
 
 _BATCH_BYTES = 4 * 2**20
 
 
-def _batch_metrics(truth: _Truth, Ws: Sequence[torch.Tensor], Hs: Sequence[torch.Tensor]) -> list[dict[str, float]]:
-    r = len(truth.H_norm2)
-    factors = (torch.stack([W.mT for W in Ws]), torch.stack(list(Hs)))
-    norms = torch.cat([torch.linalg.vector_norm(X, dim=2) for X in factors], dim=1).cpu().numpy().astype(np.float64)
+def _batch_size(Wt: torch.Tensor, H: torch.Tensor) -> int:
+    """Pairs per batch: about ``_BATCH_BYTES`` of factors ``(W^T, H)`` of one pair each."""
+    return max(1, _BATCH_BYTES // ((Wt.numel() + H.numel()) * H.element_size()))
+
+
+def _batch_metrics(truth: _Truth, Wt: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
+    r, K = len(truth.H_norm2), len(H)
+    norms = torch.cat([torch.linalg.vector_norm(X, dim=2) for X in (Wt, H)], dim=1).cpu().numpy().astype(np.float64)
     finite = np.isfinite(norms).all(axis=1)
     nan = {"sad_deg": math.nan, **{f"sad_deg_{k}": math.nan for k in range(r)}, "rmse_H": math.nan, "fms": math.nan}
-    out = [dict(nan) for _ in Ws]
+    out = [dict(nan) for _ in range(K)]
     keep = np.flatnonzero(finite)
     if not len(keep):
         return out
-    if len(keep) < len(Ws):
-        index = torch.as_tensor(keep, device=factors[0].device)
-        factors = tuple(X[index] for X in factors)
-    theta_W, theta_H = _Batch(*factors, norms[keep]).match(truth)
+    if len(keep) < K:
+        index = torch.as_tensor(keep, device=H.device)
+        Wt, H = Wt[index], H[index]
+    theta_W, theta_H = _Batch(Wt, H, norms[keep]).match(truth)
     sad = np.rad2deg(theta_W)
     rmse = np.sqrt((truth.H_norm2 * np.sin(theta_H) ** 2).sum(axis=1) / (r * truth.n))
     fms = (np.cos(theta_W) * np.cos(theta_H)).mean(axis=1)
@@ -315,7 +319,7 @@ class _Batch:
 
 
 class DeferredMetrics:
-    """The metrics of a run's record points, with the ground-truth ones evaluated in a batch.
+    """The metrics of a run's record points, with the ground-truth ones evaluated in batches.
 
     :meth:`add` fills in ``rel_error`` at once and keeps a copy of the factors; :meth:`flush`
     (at the end of the run, or as soon as the copies held reach ``max_bytes``) evaluates the
@@ -325,9 +329,10 @@ class DeferredMetrics:
     they cost about half as much, and a copy of the factors is a single pass.
     """
 
-    def __init__(self, problem: Problem, max_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, problem: Problem, max_bytes: int = 64 * 2**20) -> None:
         self.problem = problem
         self.max_bytes = max_bytes
+        # records waiting for their metrics, with copies of W^T and H (components x length)
         self._pending: list[tuple[dict, torch.Tensor, torch.Tensor]] = []
         self._bytes = 0
 
@@ -336,7 +341,6 @@ class DeferredMetrics:
         record["rel_error"] = relative_error(self.problem, record["loss"])
         if not self.problem.has_ground_truth:
             return
-        # W transposed: the metrics treat both factors as components x length (_Truth)
         self._pending.append((record, W.mT.clone(memory_format=torch.contiguous_format), H.clone()))
         self._bytes += (W.numel() + H.numel()) * W.element_size()
         if self._bytes >= self.max_bytes:
@@ -345,9 +349,11 @@ class DeferredMetrics:
     def flush(self) -> None:
         """Evaluate the ground-truth metrics of the pending records."""
         if self._pending:
-            records, Wts, Hs = zip(*self._pending)
-            Ws = [Wt.mT for Wt in Wts]
-            for record, metrics in zip(records, batch_ground_truth_metrics(self.problem, Ws, Hs)):
-                record.update(metrics)
+            size = _batch_size(*self._pending[0][1:])
+            for start in range(0, len(self._pending), size):
+                records, Wts, Hs = zip(*self._pending[start : start + size])
+                metrics = stacked_ground_truth_metrics(self.problem, torch.stack(Wts), torch.stack(Hs))
+                for record, values in zip(records, metrics):
+                    record.update(values)
         self._pending.clear()
         self._bytes = 0

@@ -88,15 +88,19 @@ class MU:
         self.WtW = W.mT @ W
 
     def loss(self) -> float:
-        """The loss at :meth:`factors` from the products of the last step (see the module doc)."""
+        """The loss at :meth:`factors` from the products of the last step (see the module doc).
+
+        The ``m x r`` and ``r x n`` products are taken in the factors' dtype and summed in
+        float64: in float32, their rounding is below that of the held products themselves.
+        """
         W, H = self.W, self.H
         if self.fixed_W:
             return self.problem.loss_from_inner_products(
-                torch.sum(self.WtY.double() * H.double()), torch.sum(self.WtW.double() * (H @ H.mT).double()))
+                torch.sum(self.WtY * H, dtype=torch.float64), torch.sum(self.WtW.double() * (H @ H.mT).double()))
         if self.YHt is None:  # before the first step
             return self.problem.loss(W, H)
         return self.problem.loss_from_inner_products(
-            torch.sum(W.double() * self.YHt.double()), torch.sum(self.WtW.double() * self.HHt.double()))
+            torch.sum(W * self.YHt, dtype=torch.float64), torch.sum(self.WtW.double() * self.HHt.double()))
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.W, self.H

@@ -132,13 +132,13 @@ class NALMUSolver:
         if self.fixed_W:
             WtY = self.WtY if self.scaling is None else self.scaling.restore_H(self.WtY)
             return self.problem.loss_from_inner_products(
-                torch.sum(WtY.double() * H.double()), torch.sum(self.WtW.double() * (H @ H.mT).double()))
+                torch.sum(WtY * H, dtype=torch.float64), torch.sum(self.WtW.double() * (H @ H.mT).double()))
         # before the first step; and with normalize=True, where the step holds Y_n H_n^T but the
         # loss of factors() on Y needs Y H^T = Y_n D^2 H_n^T, another m x n x r product
         if self.YHt is None or self.scaling is not None:
             return self.problem.loss(W, H)
         return self.problem.loss_from_inner_products(
-            torch.sum(W.double() * self.YHt.double()), torch.sum(self.WtW.double() * self.HHt.double()))
+            torch.sum(W * self.YHt, dtype=torch.float64), torch.sum(self.WtW.double() * self.HHt.double()))
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.scaling is None:
