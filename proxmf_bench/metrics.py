@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,32 +119,43 @@ def factor_match_score(
 
 class _Truth:
     """Per-problem constants of the ground truth, and the latest matching, tried first at
-    the next record points.
-
-    Both factors are handled as ``components x length`` matrices: :math:`W^\\top` and
-    :math:`H`, so that every reduction runs along contiguous rows.
-    """
+    the next record points when it was provably optimal."""
 
     def __init__(self, problem: Problem) -> None:
         W_true = problem.W_true.to(torch.float64)
         H_true = problem.H_true.to(torch.float64)
-        units = torch.cat((_unit_columns(W_true).T, _unit_columns(H_true.T).T), dim=1)
-        self.m = W_true.shape[0]
         self.n = H_true.shape[1]
         self.H_norm2 = (H_true * H_true).sum(dim=1).cpu().numpy()
+        self._units = {torch.float64: (_unit_columns(W_true), _unit_columns(H_true.T).T)}
         # angles between true components; infinite on the diagonal (see still_optimal)
-        self.pair_angles = _angle_matrix(units[:, : self.m].T, units[:, : self.m].T)
+        self.pair_angles = _angle_matrix(self._units[torch.float64][0], self._units[torch.float64][0])
         np.fill_diagonal(self.pair_angles, np.inf)
-        self._neg_units = {torch.float64: units.neg()}
         self.perm: np.ndarray | None = None
+        self.certified = False  # whether self.perm was provably optimal where it was found
+        self._reordered: dict[tuple[torch.dtype, int], tuple[np.ndarray, torch.Tensor]] = {}
 
-    def neg_units(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Minus the unit true components, :math:`-W^{*\\top}` (``r x m``) and :math:`-H^*`
-        (``r x n``) row-normalised, in ``dtype``."""
-        if dtype not in self._neg_units:
-            self._neg_units[dtype] = self._neg_units[torch.float64].to(dtype)
-        units = self._neg_units[dtype]
-        return units[:, : self.m], units[:, self.m :]
+    def units(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unit true components in ``dtype``: the columns of ``W*`` (``m x r``) and the
+        rows of ``H*`` (``r x n``)."""
+        if dtype not in self._units:
+            self._units[dtype] = tuple(X.to(dtype) for X in self._units[torch.float64])
+        return self._units[dtype]
+
+    def reordered(self, dtype: torch.dtype, factor: int, perms: np.ndarray) -> torch.Tensor:
+        """Minus the unit true components of ``W*`` (``factor`` 0: ``m x r``) or ``H*`` (1:
+        ``r x n``) in ``dtype``, with true component ``k`` moved to estimate ``perms[..., k]``;
+        ``K x m x r`` or ``K x r x n`` for ``K`` matchings. The last single one is kept."""
+        kept = self._reordered.get((dtype, factor))
+        if perms.ndim == 1 and kept is not None and np.array_equal(kept[0], perms):
+            return kept[1]
+        unit = self.units(dtype)[factor]
+        # estimate i is paired with the true component k whose perm[k] is i
+        inverse = torch.as_tensor(np.argsort(perms, axis=-1), device=unit.device)
+        moved = (unit[:, inverse].movedim(-2, 0) if perms.ndim == 2 else unit[:, inverse]) if factor == 0 else unit[inverse]
+        if perms.ndim == 1:
+            self._reordered[(dtype, factor)] = (perms, moved.neg())
+            return self._reordered[(dtype, factor)][1]
+        return moved.neg()
 
     def still_optimal(self, theta: np.ndarray) -> np.ndarray:
         """Whether matchings with angles ``theta`` (``K x r``, true order) are provably optimal.
@@ -178,52 +190,52 @@ def ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor) -> 
 
     See :func:`stacked_ground_truth_metrics`, which does the work (for many pairs at once).
     """
-    return stacked_ground_truth_metrics(problem, W.mT.contiguous()[None], H[None])[0]
+    return stacked_ground_truth_metrics(problem, W[None], H[None])[0]
 
 
-def stacked_ground_truth_metrics(problem: Problem, Wt: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
+def stacked_ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
     """:func:`ground_truth_metrics` of ``K`` factor pairs of one problem (record points),
-    stacked as ``K x r x m`` (the :math:`W^\\top`) and ``K x r x n``.
+    stacked as ``K x m x r`` and ``K x r x n``.
 
     Computed in a few batched passes over the factors, in their dtype: their norms, the
-    distances between matched unit vectors, and the ``r x r`` cosines and the Hungarian
-    matching only where the last matching is not provably still optimal
-    (:meth:`_Truth.still_optimal`). The angles are those of :func:`spectral_angles`, from
-    distances, and ``rmse_H`` follows from the abundance angles: with the least-squares
-    scale, :math:`\\|d_k h_k - h^*_k\\|^2 = \\|h^*_k\\|^2 \\sin^2\\theta_k`. Pairs go by
-    about 4 MiB, so that the intermediates stay in the CPU's cache.
+    distances between matched unit vectors, and the ``r x r`` cosines of ``W`` with the
+    truth and the Hungarian matching only where the last matching is not provably still
+    optimal (:meth:`_Truth.still_optimal`). The angles are those of :func:`spectral_angles`
+    and ``rmse_H`` follows from the abundance angles: with the least-squares scale,
+    :math:`\\|d_k h_k - h^*_k\\|^2 = \\|h^*_k\\|^2 \\sin^2\\theta_k`. Pairs go by about
+    4 MiB, so that the intermediates stay in the CPU's cache.
     """
     if not problem.has_ground_truth:
         return [{} for _ in range(len(H))]
     truth = _truth(problem)
-    size = _batch_size(Wt[0], H[0])
+    size = _batch_size(W[0], H[0])
     out: list[dict[str, float]] = []
     for start in range(0, len(H), size):
-        out.extend(_batch_metrics(truth, Wt[start : start + size], H[start : start + size]))
+        out.extend(_batch_metrics(truth, W[start : start + size], H[start : start + size]))
     return out
 
 
 _BATCH_BYTES = 4 * 2**20
 
 
-def _batch_size(Wt: torch.Tensor, H: torch.Tensor) -> int:
-    """Pairs per batch: about ``_BATCH_BYTES`` of factors ``(W^T, H)`` of one pair each."""
-    return max(1, _BATCH_BYTES // ((Wt.numel() + H.numel()) * H.element_size()))
+def _batch_size(W: torch.Tensor, H: torch.Tensor) -> int:
+    """Pairs per batch: about ``_BATCH_BYTES`` of factors ``(W, H)`` of one pair each."""
+    return max(1, _BATCH_BYTES // ((W.numel() + H.numel()) * H.element_size()))
 
 
-def _batch_metrics(truth: _Truth, Wt: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
+def _batch_metrics(truth: _Truth, W: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
     r, K = len(truth.H_norm2), len(H)
-    norms = torch.cat([torch.linalg.vector_norm(X, dim=2) for X in (Wt, H)], dim=1).cpu().numpy().astype(np.float64)
-    finite = np.isfinite(norms).all(axis=1)
+    # sums of squares rather than vector_norm: it is slow along the strided dimension of W
+    norms = np.sqrt(torch.cat(((W * W).sum(dim=1), (H * H).sum(dim=2)), dim=1).cpu().numpy().astype(np.float64))
     nan = {"sad_deg": math.nan, **{f"sad_deg_{k}": math.nan for k in range(r)}, "rmse_H": math.nan, "fms": math.nan}
     out = [dict(nan) for _ in range(K)]
-    keep = np.flatnonzero(finite)
+    keep = np.flatnonzero(np.isfinite(norms).all(axis=1))
     if not len(keep):
         return out
     if len(keep) < K:
         index = torch.as_tensor(keep, device=H.device)
-        Wt, H = Wt[index], H[index]
-    theta_W, theta_H = _Batch(Wt, H, norms[keep]).match(truth)
+        W, H = W[index], H[index]
+    theta_W, theta_H = _Batch(W, H, norms[keep]).match(truth)
     sad = np.rad2deg(theta_W)
     rmse = np.sqrt((truth.H_norm2 * np.sin(theta_H) ** 2).sum(axis=1) / (r * truth.n))
     fms = (np.cos(theta_W) * np.cos(theta_H)).mean(axis=1)
@@ -236,86 +248,84 @@ def _batch_metrics(truth: _Truth, Wt: torch.Tensor, H: torch.Tensor) -> list[dic
 
 
 class _Batch:
-    """Finite factor pairs, stacked as ``K x r x m`` (:math:`W^\\top`) and ``K x r x n``
-    (:math:`H`), with the inverses of their component norms."""
+    """Finite factor pairs stacked as ``K x m x r`` and ``K x r x n``, with the inverses of
+    their component norms (those of the columns of ``W`` and of the rows of ``H``)."""
 
-    def __init__(self, Wt: torch.Tensor, H: torch.Tensor, norms: np.ndarray) -> None:
-        self.Wt, self.H = Wt, H
+    def __init__(self, W: torch.Tensor, H: torch.Tensor, norms: np.ndarray) -> None:
+        self.W, self.H = W, H
         self.r = H.shape[1]
         self.nonzero = norms > 0
         inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=self.nonzero)
-        inv = torch.from_numpy(inv).to(device=H.device, dtype=H.dtype)[:, :, None]
-        self.w_inv, self.h_inv = inv[:, : self.r], inv[:, self.r :]
+        inv = torch.from_numpy(inv).to(device=H.device, dtype=H.dtype)
+        self.w_inv, self.h_inv = inv[:, None, : self.r], inv[:, self.r :, None]
 
     def match(self, truth: _Truth) -> tuple[np.ndarray, np.ndarray]:
         """Angles (radians, ``K x r``, true order) of the optimal matchings, for the columns
         of ``W`` and the rows of ``H``; remembers the last matching in ``truth``.
 
         Pairs the last matching provably still fits are done in one pass of distances. The
-        others get their cosine matrices and the Hungarian matching; their angles come from
-        the cosines above 10 degrees (an error ``e`` in a cosine moves its angle by
-        ``e / sin(angle)``, at most ``6 e`` there), and from distances below.
+        others get the cosines of ``W`` with the truth and the Hungarian matching; their
+        angles in ``W`` come from the cosines above 10 degrees (an error ``e`` in a cosine
+        moves its angle by ``e / sin(angle)``, at most ``6 e`` there), from distances below.
+        The angles in ``H`` all come from distances.
         """
         K, r = len(self.H), self.r
-        last = truth.perm
+        # the last matching is tried first only if it was provably optimal: early in a run,
+        # when it is not, it seldom becomes so before the next record point
+        last = truth.perm if truth.certified else None
         perms = np.empty((K, r), dtype=np.int64)
         if last is None:
-            theta_W, theta_H = np.empty((K, r)), np.empty((K, r))
-            todo = np.arange(K)
+            theta_W, todo = np.empty((K, r)), np.arange(K)
         else:
             perms[:] = last
-            theta_W, theta_H = self.matched_angles(truth, perms)
+            theta_W = self.angles(truth, 0, perms)
             todo = np.flatnonzero(~truth.still_optimal(theta_W))
         if len(todo):
-            cos_W = self.cosines(truth, 0, todo)
+            index = slice(None) if len(todo) == K else torch.as_tensor(todo, device=self.H.device)
+            W_unit, _ = truth.units(self.W.dtype)
+            cos = (self.W[index].mT @ W_unit).mul_(self.w_inv[index].mT).cpu().numpy().astype(np.float64)
             for j, i in enumerate(todo):
-                perms[i] = _match(_chord_angles(cos_W[j]))[0]
+                perms[i] = _match(_chord_angles(cos[j]))[0]
             moved = np.ones(len(todo), dtype=bool) if last is None else np.any(perms[todo] != last, axis=1)
             changed = todo[moved]
             if len(changed):
                 # the cosine of estimate perm[k] with true component k, for each k
-                matched = perms[changed][:, None, :]
-                theta_W[changed] = _chord_angles(np.take_along_axis(cos_W[moved], matched, axis=1)[:, 0])
-                theta_H[changed] = _chord_angles(
-                    np.take_along_axis(self.cosines(truth, 1, changed), matched, axis=1)[:, 0])
-                near = math.radians(_REFINE_DEG)
-                small = changed[(theta_W[changed] < near).any(axis=1) | (theta_H[changed] < near).any(axis=1)]
+                matched = np.take_along_axis(cos[moved], perms[changed][:, None, :], axis=1)[:, 0]
+                theta_W[changed] = _chord_angles(matched)
+                small = changed[(theta_W[changed] < math.radians(_REFINE_DEG)).any(axis=1)]
                 if len(small):
-                    theta_W[small], theta_H[small] = self.matched_angles(truth, perms[small], small)
+                    theta_W[small] = self.angles(truth, 0, perms[small], small)
         truth.perm = perms[-1]
-        return theta_W, theta_H
+        truth.certified = bool(truth.still_optimal(theta_W[-1:])[0])
+        return theta_W, self.angles(truth, 1, perms)
 
-    def cosines(self, truth: _Truth, factor: int, rows: np.ndarray) -> np.ndarray:
-        """Cosines between the components (rows) of pairs ``rows`` and the true ones (columns)
-        for ``W`` (``factor`` 0) or ``H`` (1), ``len(rows) x r x r``, in the factors' dtype."""
-        index = slice(None) if len(rows) == len(self.H) else torch.as_tensor(rows, device=self.H.device)
-        X, inv = ((self.Wt, self.w_inv), (self.H, self.h_inv))[factor]
-        cos = (X[index] @ truth.neg_units(X.dtype)[factor].mT).mul_(inv[index])
-        return -cos.cpu().numpy().astype(np.float64)
-
-    def matched_angles(
-        self, truth: _Truth, perms: np.ndarray, rows: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def angles(self, truth: _Truth, factor: int, perms: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Angles between true component ``k`` and estimate ``perms[j, k]`` of pair
-        ``rows[j]`` (all pairs by default), in true order.
+        ``rows[j]`` (all pairs by default), in true order, for ``W`` (``factor`` 0) or ``H`` (1).
 
         From the distance ``d`` between the unit vectors, :math:`2\\operatorname{atan2}(d, \\sqrt{4 - d^2})`,
         accurate near 0 where ``arccos`` of a cosine loses half the digits. A zero vector is
         at 90 degrees of everything (its cosine is taken as 0), as in :func:`spectral_angles`.
         """
         index = slice(None) if rows is None else torch.as_tensor(rows, device=self.H.device)
-        # estimate i is paired with the true component k whose perm[k] is i; one reordering
-        # of the truth serves all pairs when they share their matching (the common case)
-        shared = bool((perms == perms[0]).all())
-        inverse = torch.as_tensor(np.argsort(perms[0] if shared else perms, axis=-1), device=self.H.device)
-        d = torch.cat([
-            torch.linalg.vector_norm(torch.addcmul(neg_unit[inverse], X[index], inv[index]), dim=2)
-            for X, inv, neg_unit in zip((self.Wt, self.H), (self.w_inv, self.h_inv), truth.neg_units(self.H.dtype))
-        ], dim=1).cpu().numpy().astype(np.float64)
+        shared = bool((perms == perms[0]).all())  # one reordering of the truth serves all
+        neg_unit = truth.reordered(self.H.dtype, factor, perms[0] if shared else perms)
+        X, inv, dim = ((self.W, self.w_inv, 1), (self.H, self.h_inv, 2))[factor]
+        d = torch.addcmul(neg_unit, X[index], inv[index]).square_().sum(dim=dim)
+        d = np.sqrt(d.cpu().numpy().astype(np.float64))
         theta = 2.0 * np.arctan2(d, np.sqrt(np.maximum(4.0 - d * d, 0.0)))
-        theta = np.where(self.nonzero[slice(None) if rows is None else rows], theta, math.pi / 2)
-        W_part, H_part = theta[:, : self.r], theta[:, self.r :]
-        return np.take_along_axis(W_part, perms, axis=1), np.take_along_axis(H_part, perms, axis=1)
+        nonzero = self.nonzero[slice(None) if rows is None else rows][:, factor * self.r : (factor + 1) * self.r]
+        return np.take_along_axis(np.where(nonzero, theta, math.pi / 2), perms, axis=1)
+
+
+def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` of matrices in their own memory layout (a transposing copy is several
+    times slower than a plain one), without a copy for a single one."""
+    if len(tensors) == 1:
+        return tensors[0][None]
+    if tensors[0].mT.is_contiguous() and not tensors[0].is_contiguous():
+        return torch.stack([X.mT for X in tensors]).mT
+    return torch.stack(tensors)
 
 
 class DeferredMetrics:
@@ -332,7 +342,7 @@ class DeferredMetrics:
     def __init__(self, problem: Problem, max_bytes: int = 64 * 2**20) -> None:
         self.problem = problem
         self.max_bytes = max_bytes
-        # records waiting for their metrics, with copies of W^T and H (components x length)
+        # records waiting for their metrics, with copies of their factors
         self._pending: list[tuple[dict, torch.Tensor, torch.Tensor]] = []
         self._bytes = 0
 
@@ -341,7 +351,7 @@ class DeferredMetrics:
         record["rel_error"] = relative_error(self.problem, record["loss"])
         if not self.problem.has_ground_truth:
             return
-        self._pending.append((record, W.mT.clone(memory_format=torch.contiguous_format), H.clone()))
+        self._pending.append((record, W.clone(), H.clone()))
         self._bytes += (W.numel() + H.numel()) * W.element_size()
         if self._bytes >= self.max_bytes:
             self.flush()
@@ -351,8 +361,8 @@ class DeferredMetrics:
         if self._pending:
             size = _batch_size(*self._pending[0][1:])
             for start in range(0, len(self._pending), size):
-                records, Wts, Hs = zip(*self._pending[start : start + size])
-                metrics = stacked_ground_truth_metrics(self.problem, torch.stack(Wts), torch.stack(Hs))
+                records, Ws, Hs = zip(*self._pending[start : start + size])
+                metrics = stacked_ground_truth_metrics(self.problem, _stack(Ws), _stack(Hs))
                 for record, values in zip(records, metrics):
                     record.update(values)
         self._pending.clear()

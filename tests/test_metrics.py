@@ -255,3 +255,24 @@ def test_deferred_metrics_flush_when_the_copies_reach_the_budget():
     assert ["sad_deg" in rec for rec in records] == [True, True, False]
     metrics.flush()
     assert all("sad_deg" in rec for rec in records)
+
+
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+def test_deferred_metrics_equal_one_by_one_for_either_memory_layout(layout):
+    """Batched evaluation (several records per batch) gives each record its own metrics,
+    whether the solver holds W row-major (mu) or as the transpose of an r x m matrix (pgm)."""
+    gen = np.random.default_rng(9)
+    W_true, H_true = gen.random((16, 3)), gen.random((3, 10))
+    problem = _problem(W_true, H_true)
+    metrics, records, expected = DeferredMetrics(problem), [], []
+    for noise in (0.8, 0.3, 1e-3, 1e-7, 0.5):
+        perm = gen.permutation(3)
+        W = np.abs(W_true[:, perm] + noise * gen.standard_normal((16, 3)))
+        H = np.abs(H_true[perm] + noise * gen.standard_normal((3, 10)))
+        W_t = torch.from_numpy(W) if layout == "rows" else torch.from_numpy(W.T.copy()).T
+        records.append({"loss": 1.0})
+        metrics.add(records[-1], W_t, torch.from_numpy(H))
+        expected.append(_reference(W, H, W_true, H_true))
+    metrics.flush()
+    for record, want in zip(records, expected):
+        _assert_metrics_match({k: v for k, v in record.items() if k not in ("loss", "rel_error")}, want)
