@@ -1,10 +1,12 @@
 """The benchmark harness: runs solvers x datasets x devices x dtypes x seeds.
 
 The harness owns the clock. Solver time is the sum of the durations of ``init`` and of each
-``step``; on CUDA the device is synchronised before the clock is read. Loss and metrics are
-evaluated between steps, outside the timed region, at the iterations of a geometric
-:class:`~proxmf_bench.schedule.RecordSchedule` (always the first and the last). Solvers
-without a per-iteration API are sampled with growing budgets instead (:mod:`proxmf_bench.blackbox`).
+``step``; on CUDA the device is synchronised before the clock is read. The loss is evaluated
+between steps, outside the timed region, at the iterations of a geometric
+:class:`~proxmf_bench.schedule.RecordSchedule` (always the first and the last); the factors
+are copied there and their ground-truth metrics evaluated when the cell ends
+(:class:`~proxmf_bench.metrics.DeferredMetrics`). Solvers without a per-iteration API are
+sampled with growing budgets instead (:mod:`proxmf_bench.blackbox`).
 """
 
 from __future__ import annotations
