@@ -63,8 +63,12 @@ class MU:
         self.eps = eps
 
     def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
+        self.start(problem, problem.Y, W0, H0)
+
+    def start(self, problem: Problem, Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor) -> None:
+        """:meth:`init` on data ``Y`` (``problem.Y``, or a rescaling of it in a subclass)."""
         self.problem = problem
-        self.Y = problem.Y
+        self.Y = Y
         self.fixed_W = problem.fixed_W
         self.W = W0.clamp_min(self.eps)
         self.H = H0.clamp_min(self.eps)
@@ -74,17 +78,24 @@ class MU:
         self.YHt: torch.Tensor | None = None
         self.HHt: torch.Tensor | None = None
         if self.fixed_W:
-            self.WtY = self.W.mT @ self.Y
+            self.WtY = self.W.mT @ Y
 
     def step(self) -> None:
+        self.weighted_step(None, None)
+
+    def weighted_step(self, A_H: torch.Tensor | None, A_W: torch.Tensor | None) -> None:
+        """One step with each factor multiplied by its weights before its update (NALMU's
+        layers; ``None``: no weights, a plain MU step)."""
         eps, Y, W, H = self.eps, self.Y, self.W, self.H
         # mu_update_H and mu_update_W's arithmetic, reusing W^T W and keeping Y H^T intact
+        denominator = (self.WtW @ H).clamp_min_(eps)
+        ratio = torch.div(self.WtY, denominator) if self.fixed_W else (W.mT @ Y).div_(denominator)
+        _weighted_(H, A_H).mul_(ratio).clamp_min_(eps)
         if self.fixed_W:
-            H.mul_(torch.div(self.WtY, (self.WtW @ H).clamp_min_(eps))).clamp_min_(eps)
             return
-        H.mul_((W.mT @ Y).div_((self.WtW @ H).clamp_min_(eps))).clamp_min_(eps)
         self.YHt, self.HHt = Y @ H.mT, H @ H.mT
-        W.mul_(torch.div(self.YHt, (W @ self.HHt).clamp_min_(eps))).clamp_min_(eps)
+        ratio = torch.div(self.YHt, (W @ self.HHt).clamp_min_(eps))  # before W is weighted
+        _weighted_(W, A_W).mul_(ratio).clamp_min_(eps)
         self.WtW = W.mT @ W
 
     def loss(self) -> float:
@@ -104,6 +115,11 @@ class MU:
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.W, self.H
+
+
+def _weighted_(X: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
+    """``X`` multiplied in place by weights ``A`` (none: ``X`` as it is)."""
+    return X if A is None else X.mul_(A)
 
 
 @hookimpl

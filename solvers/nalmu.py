@@ -37,6 +37,7 @@ from proxmf_bench.errors import UserError
 from proxmf_bench.hookspecs import hookimpl
 from proxmf_bench.nalmu import NALMU, ColumnScaling, file_sha256, load_weights, normalize_columns
 from proxmf_bench.problem import Problem
+from proxmf_bench.solvers.mu import MU
 from proxmf_bench.specs import Param, SolverSpec, coerce_params
 
 ONES = "ones"
@@ -69,20 +70,18 @@ def resolve_params(given: Mapping[str, Any], registry: Any = None) -> dict[str, 
     return {**params, **from_file, "sha256": file_sha256(params["weights"])}
 
 
-class NALMUSolver:
+class NALMUSolver(MU):
     """Unrolled weighted MU for ``layers`` iterations, plain MU afterwards."""
 
     def __init__(self, weights: str = ONES, layers: int = 25, normalize: bool = False, eps: float = 1e-12,
                  sha256: str | None = None) -> None:
+        super().__init__(eps)
         self.weights = weights
         self.layers = layers
         self.normalize = normalize
-        self.eps = eps
         self.model: NALMU | None = None if weights == ONES else load_weights(weights)[0]
 
     def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
-        self.problem = problem
-        self.fixed_W = problem.fixed_W
         m, _ = problem.shape
         like = {"device": problem.device, "dtype": problem.dtype}
         # weights of the unrolled layers; none for the all-ones layers, which are plain MU steps
@@ -97,58 +96,33 @@ class NALMUSolver:
         self.scaling: ColumnScaling | None = None
         if self.normalize:
             Y, W0, H0, self.scaling = normalize_columns(Y, W0, H0, problem.fixed_W)
-        self.Y = Y
-        self.W = W0.clamp_min(self.eps)
-        self.H = H0.clamp_min(self.eps)
+        self.start(problem, Y, W0, H0)
         self.k = 0
-        # as in MU: W^T W of the current W (and W^T Y in fixed-W mode, where neither changes);
-        # Y H^T and H H^T of the last W update
-        self.WtW = self.W.mT @ self.W
-        self.YHt: torch.Tensor | None = None
-        self.HHt: torch.Tensor | None = None
-        if self.fixed_W:
-            self.WtY = self.W.mT @ Y
 
     def step(self) -> None:
-        eps, Y, W, H = self.eps, self.Y, self.W, self.H
-        A_W, A_H = (self.A_W[self.k], self.A_H[self.k]) if self.k < len(self.A_H) else (None, None)
+        # nalmu_update_H and nalmu_update_W's arithmetic, in place
+        weights = (self.A_H[self.k], self.A_W[self.k]) if self.k < len(self.A_H) else (None, None)
         self.k += 1
-        # nalmu_update_H and nalmu_update_W's arithmetic (mu_update_H and mu_update_W's without
-        # weights), in place, reusing W^T W and keeping Y H^T intact
-        denominator = (self.WtW @ H).clamp_min_(eps)
-        ratio = torch.div(self.WtY, denominator) if self.fixed_W else (W.mT @ Y).div_(denominator)
-        _weighted_(H, A_H).mul_(ratio).clamp_min_(eps)
-        if self.fixed_W:
-            return
-        self.YHt, self.HHt = Y @ H.mT, H @ H.mT
-        ratio = torch.div(self.YHt, (W @ self.HHt).clamp_min_(eps))
-        _weighted_(W, A_W).mul_(ratio).clamp_min_(eps)
-        self.WtW = W.mT @ W
+        self.weighted_step(*weights)
 
     def loss(self) -> float:
         """The loss at :meth:`factors` on the problem's ``Y`` from the products of the last step
         (see the module doc)."""
+        if self.scaling is None:
+            return super().loss()
         W, H = self.factors()
         if self.fixed_W:
-            WtY = self.WtY if self.scaling is None else self.scaling.restore_H(self.WtY)
             return self.problem.loss_from_inner_products(
-                torch.sum(WtY * H, dtype=torch.float64), torch.sum(self.WtW.double() * (H @ H.mT).double()))
-        # before the first step; and with normalize=True, where the step holds Y_n H_n^T but the
-        # loss of factors() on Y needs Y H^T = Y_n D^2 H_n^T, another m x n x r product
-        if self.YHt is None or self.scaling is not None:
-            return self.problem.loss(W, H)
-        return self.problem.loss_from_inner_products(
-            torch.sum(W * self.YHt, dtype=torch.float64), torch.sum(self.WtW.double() * self.HHt.double()))
+                torch.sum(self.scaling.restore_H(self.WtY) * H, dtype=torch.float64),
+                torch.sum(self.WtW.double() * (H @ H.mT).double()))
+        # the step holds Y_n H_n^T but the loss of factors() on Y needs Y H^T = Y_n D^2 H_n^T,
+        # another m x n x r product
+        return self.problem.loss(W, H)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.scaling is None:
             return self.W, self.H
         return self.W, self.scaling.restore_H(self.H)
-
-
-def _weighted_(X: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
-    """``X`` multiplied in place by a layer's weights ``A`` (none: ``X`` as it is)."""
-    return X if A is None else X.mul_(A)
 
 
 @hookimpl
