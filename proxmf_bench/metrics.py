@@ -150,11 +150,14 @@ class _Truth:
         unit = self.units(dtype)[factor]
         # estimate i is paired with the true component k whose perm[k] is i
         inverse = torch.as_tensor(np.argsort(perms, axis=-1), device=unit.device)
-        moved = (unit[:, inverse].movedim(-2, 0) if perms.ndim == 2 else unit[:, inverse]) if factor == 0 else unit[inverse]
+        if factor == 1:
+            moved = unit[inverse].neg()
+        else:  # columns: m x r, or m x K x r with the matchings first
+            moved = unit[:, inverse].neg()
+            moved = moved.movedim(1, 0) if perms.ndim == 2 else moved
         if perms.ndim == 1:
-            self._reordered[(dtype, factor)] = (perms, moved.neg())
-            return self._reordered[(dtype, factor)][1]
-        return moved.neg()
+            self._reordered[(dtype, factor)] = (perms, moved)
+        return moved
 
     def still_optimal(self, theta: np.ndarray) -> np.ndarray:
         """Whether matchings with angles ``theta`` (``K x r``, true order) are provably optimal.
@@ -187,12 +190,23 @@ def relative_error(problem: Problem, loss: float) -> float:
 def ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor) -> dict[str, float]:
     """``sad_deg``, ``sad_deg_<k>``, ``rmse_H`` and ``fms``; empty without ground truth.
 
-    See :func:`stacked_ground_truth_metrics`, which does the work (for many pairs at once).
+    See :func:`_batch_metrics`, which does the work (for many pairs at once).
     """
-    return stacked_ground_truth_metrics(problem, W[None], H[None])[0]
+    if not problem.has_ground_truth:
+        return {}
+    return _batch_metrics(_truth(problem), W[None], H[None])[0]
 
 
-def stacked_ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
+_BATCH_BYTES = 4 * 2**20
+
+
+def _batch_size(W: torch.Tensor, H: torch.Tensor) -> int:
+    """Pairs per batch: about ``_BATCH_BYTES`` of factors ``(W, H)`` of one pair each, so
+    that the intermediates stay in the CPU's cache."""
+    return max(1, _BATCH_BYTES // ((W.numel() + H.numel()) * H.element_size()))
+
+
+def _batch_metrics(truth: _Truth, W: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
     """:func:`ground_truth_metrics` of ``K`` factor pairs of one problem (record points),
     stacked as ``K x m x r`` and ``K x r x n``.
 
@@ -201,28 +215,8 @@ def stacked_ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Ten
     truth and the Hungarian matching only where the last matching is not provably still
     optimal (:meth:`_Truth.still_optimal`). The angles are those of :func:`spectral_angles`
     and ``rmse_H`` follows from the abundance angles: with the least-squares scale,
-    :math:`\\|d_k h_k - h^*_k\\|^2 = \\|h^*_k\\|^2 \\sin^2\\theta_k`. Pairs go by about
-    4 MiB, so that the intermediates stay in the CPU's cache.
+    :math:`\\|d_k h_k - h^*_k\\|^2 = \\|h^*_k\\|^2 \\sin^2\\theta_k`.
     """
-    if not problem.has_ground_truth:
-        return [{} for _ in range(len(H))]
-    truth = _truth(problem)
-    size = _batch_size(W[0], H[0])
-    out: list[dict[str, float]] = []
-    for start in range(0, len(H), size):
-        out.extend(_batch_metrics(truth, W[start : start + size], H[start : start + size]))
-    return out
-
-
-_BATCH_BYTES = 4 * 2**20
-
-
-def _batch_size(W: torch.Tensor, H: torch.Tensor) -> int:
-    """Pairs per batch: about ``_BATCH_BYTES`` of factors ``(W, H)`` of one pair each."""
-    return max(1, _BATCH_BYTES // ((W.numel() + H.numel()) * H.element_size()))
-
-
-def _batch_metrics(truth: _Truth, W: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
     r, K = len(truth.H_norm2), len(H)
     # sums of squares rather than vector_norm: it is slow along the strided dimension of W
     norms = np.sqrt(torch.cat(((W * W).sum(dim=1), (H * H).sum(dim=2)), dim=1).cpu().numpy().astype(np.float64))
@@ -361,7 +355,7 @@ class DeferredMetrics:
             size = _batch_size(*self._pending[0][1:])
             for start in range(0, len(self._pending), size):
                 records, Ws, Hs = zip(*self._pending[start : start + size])
-                metrics = stacked_ground_truth_metrics(self.problem, _stack(Ws), _stack(Hs))
+                metrics = _batch_metrics(_truth(self.problem), _stack(Ws), _stack(Hs))
                 for record, values in zip(records, metrics):
                     record.update(values)
         self._pending.clear()
