@@ -1,4 +1,11 @@
-"""Shared fixtures. The real hyperspectral data lives in ../shared/data/hsi beside the repo."""
+"""Shared fixtures, and where the tests find the real hyperspectral data.
+
+The Samson and Jasper Ridge files are looked for as the README's data directory rules say
+(``$PROXMF_BENCH_DATA``, then the per-user cache directory), with the project's own copy in
+``../shared/data/hsi`` beside the repository tried in between. The first directory holding
+every file is used (and exported as ``$PROXMF_BENCH_DATA`` for the CLI tests); where none
+does, the tests that need the files skip, saying where they looked.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,42 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_HSI = REPO.parent / "shared" / "data" / "hsi"
+from proxmf_bench.data import ENV_DATA, default_data_dir
+from proxmf_bench.datasets.hsi import SCENES
 
-if "PROXMF_BENCH_DATA" not in os.environ and SHARED_HSI.is_dir():
-    os.environ["PROXMF_BENCH_DATA"] = str(SHARED_HSI)
+REPO = Path(__file__).resolve().parents[1]
+SHARED_HSI_COPY = REPO.parent / "shared" / "data" / "hsi"
+HSI_FILES = tuple(scene.file.path for scene in SCENES)
+
+
+def _find_hsi_data() -> tuple[Path | None, str]:
+    """The first candidate directory that holds every HSI file, and the places looked at."""
+    candidates = []
+    if os.environ.get(ENV_DATA):
+        candidates.append((Path(os.environ[ENV_DATA]).expanduser(), f"${ENV_DATA}"))
+    candidates += [(SHARED_HSI_COPY, "the project's shared copy"), (default_data_dir(), "the per-user cache")]
+    for path, _ in candidates:
+        if all((path / name).is_file() for name in HSI_FILES):
+            return path, ""
+    looked = "; ".join(f"{path} ({origin})" for path, origin in candidates)
+    return None, f"needs the Samson and Jasper files ({', '.join(HSI_FILES)}); looked in {looked}"
+
+
+HSI_DATA, HSI_MISSING = _find_hsi_data()
+if HSI_DATA is not None:
+    os.environ[ENV_DATA] = str(HSI_DATA)
+needs_hsi = pytest.mark.skipif(HSI_DATA is None, reason=HSI_MISSING)
 
 torch.set_flush_denormal(True)
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def _seeded_torch():
+    """Each test starts from the same torch seed, whatever ran before it (tests run in
+    random order): a test that draws from the global generator is still reproducible."""
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")

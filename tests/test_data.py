@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_HSI
+from conftest import HSI_MISSING, HSI_DATA, needs_hsi
 from proxmf_bench import data
 from proxmf_bench.cli import main
 from proxmf_bench.errors import DataError
@@ -97,9 +97,9 @@ def test_valid_copy_is_not_downloaded_again(tmp_path):
     assert data.fetch(PAYLOAD_FILE, root, mirror="http://127.0.0.1:9/never-contacted") == root / "scene/cube.bin"
 
 
-@pytest.mark.skipif(not SHARED_HSI.is_dir(), reason="needs ../shared/data/hsi")
+@needs_hsi
 def test_cli_fetch_then_list_real_scenes(serve, tmp_path, capsys):
-    base = serve(SHARED_HSI)
+    base = serve(HSI_DATA)
     target = tmp_path / "mine"
     assert main(["data", "fetch", "samson", "jasper", "--data-dir", str(target), "--mirror", base]) == 0
     out = capsys.readouterr().out

@@ -10,23 +10,22 @@ import pytest
 import scipy.io
 import torch
 
-from conftest import SHARED_HSI
+from conftest import HSI_MISSING, HSI_DATA, needs_hsi
 from proxmf_bench.cli import main
 from proxmf_bench.data import ENV_DATA
 from proxmf_bench.datasets import hsi
 from proxmf_bench.errors import DataError
 from proxmf_bench.specs import DataFile
 
-needs_data = pytest.mark.skipif(not SHARED_HSI.is_dir(), reason="needs ../shared/data/hsi")
 CPU, F64 = torch.device("cpu"), torch.float64
 
 
 @pytest.fixture
 def shared_data(monkeypatch):
-    monkeypatch.setenv(ENV_DATA, str(SHARED_HSI))
+    monkeypatch.setenv(ENV_DATA, str(HSI_DATA))
 
 
-@needs_data
+@needs_hsi
 @pytest.mark.parametrize("scene", hsi.SCENES, ids=lambda s: s.name)
 def test_scene_shapes_and_ground_truth(registry, shared_data, scene):
     p = registry.get_dataset(scene.name).load({}, 0, CPU, F64)
@@ -37,7 +36,7 @@ def test_scene_shapes_and_ground_truth(registry, shared_data, scene):
     torch.testing.assert_close(p.H_true.sum(dim=0), torch.ones(scene.pixels, dtype=F64))
 
 
-@needs_data
+@needs_hsi
 @pytest.mark.parametrize("scene", hsi.SCENES, ids=lambda s: s.name)
 def test_pixel_order_is_column_major(registry, shared_data, scene):
     """Unmixing Y with the true endmembers reproduces the abundances; the C order would not."""
@@ -50,7 +49,7 @@ def test_pixel_order_is_column_major(registry, shared_data, scene):
     assert min(np.corrcoef(A_ls[k].numpy(), row_major[k].numpy())[0, 1] for k in range(p.rank)) < 0.7
 
 
-@needs_data
+@needs_hsi
 def test_scaling_as_documented(registry, shared_data):
     samson = registry.get_dataset("samson").load({}, 0, CPU, F64)
     torch.testing.assert_close(samson.W_true.amax(dim=0), torch.ones(3, dtype=F64), atol=2e-3, rtol=0)
@@ -59,7 +58,7 @@ def test_scaling_as_documented(registry, shared_data):
     assert float(jasper.Y.max()) == pytest.approx(5437 / 5000)
 
 
-@needs_data
+@needs_hsi
 def test_loads_are_cached_and_independent(registry, shared_data, monkeypatch):
     calls = []
     real = scipy.io.loadmat
@@ -85,9 +84,9 @@ def _data_dir_with(tmp_path: Path, content: bytes) -> Path:
 )
 def test_missing_or_corrupt_file_says_where_to_put_it(registry, tmp_path, monkeypatch, content, status):
     if content == "flip":
-        if not SHARED_HSI.is_dir():
-            pytest.skip("needs ../shared/data/hsi")
-        data = bytearray((SHARED_HSI / "samson" / "Samson.mat").read_bytes())
+        if HSI_DATA is None:
+            pytest.skip(HSI_MISSING)
+        data = bytearray((HSI_DATA / "samson" / "Samson.mat").read_bytes())
         data[1000] ^= 0xFF
         content = bytes(data)
     if content is not None:
@@ -177,15 +176,15 @@ def test_not_a_mat_file(tmp_path, monkeypatch):
         _load_crafted(tmp_path, monkeypatch, raw=b"this is not a MATLAB file at all" * 10)
 
 
-@needs_data
+@needs_hsi
 def test_run_records_ground_truth_metrics(tmp_path):
     from proxmf_bench.runner import run_benchmark
 
     out = run_benchmark(solvers="mu", datasets="samson,jasper", max_iter=3, out=tmp_path / "run",
-                        data_dir=SHARED_HSI)
+                        data_dir=HSI_DATA)
     last = out.frame.groupby("dataset").tail(1).set_index("dataset")
     for col in ("sad_deg", "rmse_H", "fms", "rel_error", "sad_deg_0", "sad_deg_2"):
         assert last[col].notna().all(), col
     assert np.isnan(last.loc["samson", "sad_deg_3"]) and np.isfinite(last.loc["jasper", "sad_deg_3"])
-    assert out.meta["data_dir"] == str(SHARED_HSI)
+    assert out.meta["data_dir"] == str(HSI_DATA)
 

@@ -111,9 +111,10 @@ def test_relative_error_from_loss(truth):
 
 
 def test_without_ground_truth_only_rel_error_is_recorded():
-    Y = torch.rand(5, 6, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    Y = torch.rand(5, 6, generator=gen, dtype=torch.float64)
     p = Problem(Y=Y, rank=2)
-    W, H = torch.rand(5, 2, dtype=torch.float64), torch.rand(2, 6, dtype=torch.float64)
+    W, H = torch.rand(5, 2, generator=gen, dtype=torch.float64), torch.rand(2, 6, generator=gen, dtype=torch.float64)
     record = {"loss": p.loss(W, H)}
     metrics = DeferredMetrics(p)
     metrics.add(record, W, H)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import HSI_DATA, needs_hsi
 
 from proxmf_bench import load_results, run_benchmark
 from proxmf_bench.errors import UserError
@@ -100,13 +101,10 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
                       scheduler=f"tcp://127.0.0.1:{port}", out=tmp_path / "run")
 
 
+@needs_hsi
 def test_workers_read_dataset_files_from_the_data_dir(tmp_path, monkeypatch):
-    from conftest import SHARED_HSI
-
-    if not SHARED_HSI.is_dir():
-        pytest.skip("needs ../shared/data/hsi")
     monkeypatch.delenv("PROXMF_BENCH_DATA", raising=False)
-    common = {"solvers": "mu", "datasets": "samson", "max_iter": 3, "data_dir": SHARED_HSI}
+    common = {"solvers": "mu", "datasets": "samson", "max_iter": 3, "data_dir": HSI_DATA}
     serial = run_benchmark(**common, out=tmp_path / "serial")
     isolated = run_benchmark(**common, jobs=1, out=tmp_path / "jobs")
     assert set(isolated.frame.stop_reason) == {"max_iter"}
