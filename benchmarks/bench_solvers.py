@@ -16,10 +16,10 @@ from benchmarks.common import (
     synthetic,
     timing_conditions,
 )
-from proxmf_bench.harness import Cell, Limits, run_cell
-from proxmf_bench.problem import initial_factors
-from proxmf_bench.schedule import RecordSchedule
-from proxmf_bench.selection import Variant
+from proxmf_bench.run.harness import Cell, Limits, run_cell
+from proxmf_bench.problem.problem import initial_factors
+from proxmf_bench.run.schedule import RecordSchedule
+from proxmf_bench.plugin.selection import Variant
 
 
 class TimeSolverStep:

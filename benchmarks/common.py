@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from proxmf_bench.plugins import BUILTIN_PLUGINS, Registry, load_registry
-from proxmf_bench.problem import Problem, initial_factors
-from proxmf_bench.selection import select
+from proxmf_bench.plugin.registry import BUILTIN_PLUGINS, Registry, load_registry
+from proxmf_bench.problem.problem import Problem, initial_factors
+from proxmf_bench.plugin.selection import select
 
 SIZES = {"small": (200, 500, 10), "medium": (1000, 1000, 20)}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -32,7 +32,7 @@ def stepped_solvers() -> list[str]:
     registry = builtin_registry()
     return sorted(
         name for name, spec in registry.solvers.items()
-        # the black-box marker tested by hand: importing proxmf_bench.blackbox would break
+        # the black-box marker tested by hand: importing proxmf_bench.solve.blackbox would break
         # these benchmarks on the older commits that asv runs them against
         if registry.owner[("solvers", name)] in BUILTIN_PLUGINS and getattr(spec.factory, "black_box", False) is not True
     )

@@ -86,10 +86,10 @@ def measure_bare(loop: Loop, Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor
 
 def measure_harness(registry, solver: str, start, iters: int) -> tuple[float, float]:
     """Per-iteration solver time of ``solver`` in the harness from ``start`` (a
-    :class:`~proxmf_bench.problem.StartingPoint`), and the cell's wall/solver ratio."""
-    from proxmf_bench.harness import Cell, Limits, run_cell
-    from proxmf_bench.schedule import RecordSchedule
-    from proxmf_bench.selection import select
+    :class:`~proxmf_bench.problem.problem.StartingPoint`), and the cell's wall/solver ratio."""
+    from proxmf_bench.run.harness import Cell, Limits, run_cell
+    from proxmf_bench.run.schedule import RecordSchedule
+    from proxmf_bench.plugin.selection import select
 
     problem = start.problem
     cell = Cell(select_solver(registry, solver), select("synthetic", registry.datasets, registry, "dataset")[0],
@@ -118,8 +118,8 @@ def main() -> None:
                         help="drop the ground truth, so record points evaluate the loss only (no metrics)")
     args = parser.parse_args()
 
-    from proxmf_bench.plugins import load_registry
-    from proxmf_bench.problem import Problem, StartingPoint, initial_factors
+    from proxmf_bench.plugin.registry import load_registry
+    from proxmf_bench.problem.problem import Problem, StartingPoint, initial_factors
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -172,14 +172,14 @@ def main() -> None:
 
 def select_solver(registry, name: str):
     """The first default variant of solver family ``name`` (what ``--solvers name`` runs first)."""
-    from proxmf_bench.selection import select
+    from proxmf_bench.plugin.selection import select
 
     return select(name, registry.solvers, registry, "solver")[0]
 
 
 def select_params(registry, m: int, n: int, r: int) -> dict:
     """The synthetic dataset's full parameters for an ``m x n`` rank-``r`` problem."""
-    from proxmf_bench.selection import select
+    from proxmf_bench.plugin.selection import select
 
     return select(f"synthetic[m={m},n={n},rank={r}]", registry.datasets, registry, "dataset")[0].params
 

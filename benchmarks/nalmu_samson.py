@@ -43,7 +43,7 @@ N_TEST, N_VAL = 5, 3
 
 def samson_problem(registry):
     """The registered Samson scene in float64, endmembers rescaled to the data's scale."""
-    from proxmf_bench.problem import Problem
+    from proxmf_bench.problem.problem import Problem
 
     scene = registry.get_dataset("samson").load({}, 0, torch.device("cpu"), torch.float64)
     Y, G, A = scene.Y, scene.W_true, scene.H_true
@@ -53,7 +53,7 @@ def samson_problem(registry):
 
 
 def patches(problem, seed: int):
-    from proxmf_bench.train import pixel_patches
+    from proxmf_bench.nalmu.train import pixel_patches
 
     parts = pixel_patches(problem, PATCH)
     order = torch.randperm(len(parts), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -63,7 +63,7 @@ def patches(problem, seed: int):
 
 def unmixing_metrics(problem, W: torch.Tensor, H: torch.Tensor) -> tuple[float, float]:
     """``(SAD in degrees, RMSE of sum-to-one abundances)`` after matching components."""
-    from proxmf_bench.metrics import match_components
+    from proxmf_bench.problem.metrics import match_components
 
     perm, angles = match_components(W, problem.W_true)
     index = torch.from_numpy(perm)
@@ -75,7 +75,7 @@ def unmixing_metrics(problem, W: torch.Tensor, H: torch.Tensor) -> tuple[float, 
 
 def evaluate(factory, params: dict, test, inits: int, checkpoints: list[int]) -> dict[int, tuple[float, float]]:
     """Mean (SAD, RMSE) over test patches and ``inits`` starts each, at each checkpoint."""
-    from proxmf_bench.problem import initial_factors
+    from proxmf_bench.problem.problem import initial_factors
 
     sums = {k: np.zeros(2) for k in checkpoints}
     runs = len(test) * inits
@@ -92,8 +92,8 @@ def evaluate(factory, params: dict, test, inits: int, checkpoints: list[int]) ->
 
 
 def train(problem, train_patches, val_patches, args, out: Path):
-    from proxmf_bench.nalmu import NALMU, NALMUConfig, save_weights
-    from proxmf_bench.train import TrainSettings, fit, make_example
+    from proxmf_bench.nalmu.model import NALMU, NALMUConfig, save_weights
+    from proxmf_bench.nalmu.train import TrainSettings, fit, make_example
 
     def make(parts, tag):  # every patch with args.inits different starting points
         return [make_example(p, i * 100 + j, f"samson-{tag}", src) for i, (p, src) in enumerate(parts)
@@ -110,7 +110,7 @@ def train(problem, train_patches, val_patches, args, out: Path):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.plugin.registry import load_registry
     from proxmf_bench.solvers.mu import MU
     from proxmf_bench.solvers.nalmu import NALMUSolver, resolve_params
 

@@ -32,8 +32,8 @@ LONG_RUN = 1000
 
 def held_out_errors(registry, solver: str, init: str, seeds: list[int], checkpoints: list[int]) -> dict[int, dict[str, float]]:
     """Mean ``||H - H_true||^2`` and data loss at each checkpoint of ``solver`` over ``seeds``."""
-    from proxmf_bench.problem import initial_factors
-    from proxmf_bench.selection import select
+    from proxmf_bench.problem.problem import initial_factors
+    from proxmf_bench.plugin.selection import select
 
     variant = select(solver, registry.solvers, registry, "solver")[0]
     factory = registry.get_solver(variant.name).factory
@@ -57,7 +57,7 @@ def held_out_errors(registry, solver: str, init: str, seeds: list[int], checkpoi
 
 
 def train(registry, out: Path, init: str, epochs: int, tied: bool = False, nu: str = "logspace"):
-    from proxmf_bench.train import TrainSettings, train_nalmu
+    from proxmf_bench.nalmu.train import TrainSettings, train_nalmu
 
     settings = TrainSettings(epochs=epochs, batch_size=8, lr=1e-2, optimizer="adam", nu=nu)
     return train_nalmu(registry, DATASET, out, layers=LAYERS, shape="component", tied=tied, settings=settings,
@@ -65,7 +65,7 @@ def train(registry, out: Path, init: str, epochs: int, tied: bool = False, nu: s
 
 
 def main(argv: list[str] | None = None) -> None:
-    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.plugin.registry import load_registry
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=500)

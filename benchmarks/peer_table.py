@@ -39,8 +39,8 @@ PEER_DISTRIBUTIONS = ("scikit-learn", "tensorly", "torchnmf")
 
 def solver_groups() -> tuple[list[str], list[str]]:
     """(our stepped solver families, installed black-box peers), by name."""
-    from proxmf_bench.blackbox import is_black_box
-    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.solve.blackbox import is_black_box
+    from proxmf_bench.plugin.registry import load_registry
 
     registry = load_registry(use_entry_points=False)
     ours = sorted(n for n, s in registry.solvers.items() if not is_black_box(s.factory))
@@ -98,7 +98,7 @@ def to_markdown(summary: pd.DataFrame, max_time: float) -> str:
 
 
 def environment_line() -> str:
-    from proxmf_bench.environment import cpu_name
+    from proxmf_bench.run.environment import cpu_name
 
     versions = []
     for dist in ("torch", *PEER_DISTRIBUTIONS):

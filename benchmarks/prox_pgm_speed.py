@@ -74,7 +74,7 @@ def _interleaved(methods: dict[str, Callable[[], object]], rounds: int, min_time
 
 
 def prox_throughput(sizes: list[int], rounds: int, min_time: float = 0.05) -> list[dict]:
-    from proxmf_bench.prox import prox_l1, prox_simplex
+    from proxmf_bench.solve.prox import prox_l1, prox_simplex
 
     rows = []
     for dtype in (torch.float64, torch.float32):
@@ -96,9 +96,9 @@ def prox_throughput(sizes: list[int], rounds: int, min_time: float = 0.05) -> li
 
 
 def pgm_iteration(sizes: list[tuple[int, int, int]], rounds: int, min_time: float = 0.2) -> list[dict]:
-    from proxmf_bench.plugins import load_registry
-    from proxmf_bench.problem import Problem, initial_factors
-    from proxmf_bench.selection import select
+    from proxmf_bench.plugin.registry import load_registry
+    from proxmf_bench.problem.problem import Problem, initial_factors
+    from proxmf_bench.plugin.selection import select
 
     registry = load_registry(use_entry_points=False)
     rows = []

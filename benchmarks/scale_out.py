@@ -60,7 +60,7 @@ def cell_files(run_dir: Path) -> dict[str, bytes]:
 
 def interrupted_then_resumed(args: list[str], run_dir: Path, n_cells: int, stop_at: float, sig: int) -> dict:
     """Stop a run with ``sig`` once ``stop_at`` of its cells are on disk, then resume it."""
-    from proxmf_bench.results import read_frame
+    from proxmf_bench.results.table import read_frame
 
     proc = cli([*args, "--out", str(run_dir)])
     while len(list((run_dir / "cells").glob("*.parquet"))) < stop_at * n_cells and proc.poll() is None:
@@ -82,7 +82,7 @@ def interrupted_then_resumed(args: list[str], run_dir: Path, n_cells: int, stop_
 def same_content(run_dir: Path, reference: Path) -> bool:
     import pandas as pd
 
-    from proxmf_bench.results import comparable, load_results
+    from proxmf_bench.results.table import comparable, load_results
 
     try:
         pd.testing.assert_frame_equal(comparable(load_results(run_dir)), comparable(load_results(reference)))

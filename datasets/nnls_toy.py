@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.problem import Problem
-from proxmf_bench.specs import DatasetSpec, Param
+from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.plugin.specs import DatasetSpec, Param
 
 
 def _generator(*key: object) -> torch.Generator:

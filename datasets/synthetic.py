@@ -35,10 +35,10 @@ from typing import Any
 import torch
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.problem import Problem
-from proxmf_bench.resources import check_memory
-from proxmf_bench.specs import DatasetSpec, Param, coerce_params
+from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.run.resources import check_memory
+from proxmf_bench.plugin.specs import DatasetSpec, Param, coerce_params
 
 SIZES: dict[str, tuple[int, int, int]] = {
     "small": (200, 300, 10),

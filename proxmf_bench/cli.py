@@ -257,7 +257,7 @@ examples:
 
 
 def _registry(args: argparse.Namespace):
-    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.plugin.registry import load_registry
 
     registry = load_registry(args.plugin, strict=args.strict_plugins)
     for info in registry.failed:
@@ -266,17 +266,17 @@ def _registry(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from proxmf_bench.runner import run_benchmark
+    from proxmf_bench.run.runner import run_benchmark
 
     if args.resume is not None and not args.plugin:  # the plugins the run was started with
-        from proxmf_bench.grid import saved_plugin_files
-        from proxmf_bench.store import RunStore
+        from proxmf_bench.run.grid import saved_plugin_files
+        from proxmf_bench.run.store import RunStore
 
         args.plugin = saved_plugin_files(RunStore(Path(args.resume)).read_manifest())
     registry = _registry(args)
     observer_factory = None
     if sys.stderr.isatty():
-        from proxmf_bench.progress import ProgressBars
+        from proxmf_bench.run.progress import ProgressBars
 
         observer_factory = ProgressBars
     output = run_benchmark(
@@ -319,7 +319,7 @@ def _print_summary(output) -> None:
 
 
 def _make_report(run_dirs, output=None, figures=None, formats="png,svg,pdf") -> None:
-    from proxmf_bench.report import build_report, parse_formats
+    from proxmf_bench.results.report import build_report, parse_formats
 
     report = build_report(run_dirs, output=output, figures_dir=figures, formats=parse_formats(formats),
                           progress=sys.stderr.isatty())
@@ -379,7 +379,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from proxmf_bench.data import fetch_datasets, print_inventory
+    from proxmf_bench.problem.data_files import fetch_datasets, print_inventory
 
     registry = _registry(args)
     if args.action == "fetch":
@@ -391,7 +391,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from proxmf_bench.train import TrainSettings, train_nalmu
+    from proxmf_bench.nalmu.train import TrainSettings, train_nalmu
 
     registry = _registry(args)
     if args.threads < 1:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import torch
 
-from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.problem import Problem
-from proxmf_bench.specs import Param, SolverSpec
+from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.plugin.specs import Param, SolverSpec
 
 
 def mu_ratio_H(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:

@@ -8,7 +8,7 @@ when the model normalises), so long runs stay comparable with ``mu``. Where the 
 ends is in the results: ``layers`` in the ``solver_params`` column.
 
 A step is ``mu``'s with the layer's weights applied as in
-:func:`proxmf_bench.nalmu.nalmu_update_H` (in place: the solver needs no gradients), and the
+:func:`proxmf_bench.nalmu.model.nalmu_update_H` (in place: the solver needs no gradients), and the
 solver keeps the same products as ``mu`` so that :meth:`NALMUSolver.loss` costs
 :math:`O((m + n) r^2)` instead of another :math:`m \times n \times r` product:
 
@@ -34,11 +34,11 @@ from typing import Any
 import torch
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.nalmu import NALMU, ColumnScaling, file_sha256, load_weights, normalize_columns
-from proxmf_bench.problem import Problem
+from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.nalmu.model import NALMU, ColumnScaling, file_sha256, load_weights, normalize_columns
+from proxmf_bench.problem.problem import Problem
 from proxmf_bench.solvers.mu import MU
-from proxmf_bench.specs import Param, SolverSpec, coerce_params
+from proxmf_bench.plugin.specs import Param, SolverSpec, coerce_params
 
 ONES = "ones"
 PARAMS = (

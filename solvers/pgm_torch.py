@@ -1,5 +1,5 @@
 r"""``pgm_torch``: the ``pgm`` problem solved the torch way, with autograd and
-:class:`proxmf_bench.optim.PGM`.
+:class:`proxmf_bench.solve.optim.PGM`.
 
 Each iteration is two customary ``zero_grad() / loss.backward() / step()`` rounds, first with
 only :math:`H` requiring a gradient, then only :math:`W`, on
@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import torch
 
-from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.optim import PGM
-from proxmf_bench.problem import Problem
-from proxmf_bench.proxgrad import BoundProx, lipschitz, load_eigensolver, prox_solver_spec, safe_step
+from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.solve.optim import PGM
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.solve.proxgrad import BoundProx, lipschitz, load_eigensolver, prox_solver_spec, safe_step
 from proxmf_bench.solvers.pgm import STEP_SCALE
-from proxmf_bench.specs import Param
+from proxmf_bench.plugin.specs import Param
 
 
 class TorchPGM:
@@ -129,7 +129,7 @@ def proxmf_register_solvers(register):
                 Param("dampening", 0.0, float, "optimizer dampening", low=0.0, high=1.0),
                 Param("nesterov", False, bool, "Nesterov momentum (needs momentum > 0, dampening 0)"),
             ),
-            summary="pgm through torch.optim (proxmf_bench.optim.PGM) and autograd",
+            summary="pgm through torch.optim (proxmf_bench.solve.optim.PGM) and autograd",
             check=_check_nesterov,
         )
     )

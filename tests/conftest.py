@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from proxmf_bench.data import ENV_DATA, default_data_dir
+from proxmf_bench.problem.data_files import ENV_DATA, default_data_dir
 from proxmf_bench.datasets.hsi import SCENES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def _seeded_torch():
 
 @pytest.fixture(scope="session")
 def registry():
-    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.plugin.registry import load_registry
 
     return load_registry(use_entry_points=False)
 

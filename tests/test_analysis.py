@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from proxmf_bench.analysis import (
+from proxmf_bench.results.analysis import (
     add_suboptimality,
     cell_summary,
     failed_cells,

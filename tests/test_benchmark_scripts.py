@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from proxmf_bench.plugins import load_registry
-from proxmf_bench.problem import Problem, initial_factors
+from proxmf_bench.plugin.registry import load_registry
+from proxmf_bench.problem.problem import Problem, initial_factors
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

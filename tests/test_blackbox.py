@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from proxmf_bench import SolverSpec, run_benchmark
-from proxmf_bench import blackbox
-from proxmf_bench.blackbox import BlackBoxSolver, is_black_box
-from proxmf_bench.plugins import load_registry
-from proxmf_bench.schedule import RecordSchedule
-from proxmf_bench.specs import Param
+from proxmf_bench.solve import blackbox
+from proxmf_bench.solve.blackbox import BlackBoxSolver, is_black_box
+from proxmf_bench.plugin.registry import load_registry
+from proxmf_bench.run.schedule import RecordSchedule
+from proxmf_bench.plugin.specs import Param
 from proxmf_bench.solvers.mu import MU
 
 SMALL = "synthetic[m=30,n=20,rank=3]"

@@ -91,7 +91,7 @@ def test_all_solvers_on_default_datasets_out_of_the_box(tmp_path, capsys):
     import pandas as pd
 
     frame = pd.read_parquet(tmp_path / "results.parquet")
-    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.plugin.registry import load_registry
 
     assert set(frame.solver_name) == set(load_registry().solvers)
     assert set(frame.stop_reason) == {"max_iter"}

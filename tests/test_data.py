@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from conftest import HSI_MISSING, HSI_DATA, needs_hsi
-from proxmf_bench import data
+from proxmf_bench.problem import data_files as data
 from proxmf_bench.cli import main
 from proxmf_bench.errors import DataError
-from proxmf_bench.specs import DataFile
+from proxmf_bench.plugin.specs import DataFile
 
 PAYLOAD = b"hyperspectral bytes " * 5000
 PAYLOAD_FILE = DataFile("scene/cube.bin", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD))

@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.runner import run_benchmark
+from proxmf_bench.run.runner import run_benchmark
 
 
 def test_digits_layout(registry):

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from proxmf_bench import run_benchmark
-from proxmf_bench.harness import Cell, Limits, _Interrupted, run_cell
-from proxmf_bench.plugins import load_registry
-from proxmf_bench.problem import StartingPoint, initial_factors
-from proxmf_bench.schedule import RecordSchedule
-from proxmf_bench.selection import select
-from solvers.mu import MU
+from proxmf_bench.run.harness import Cell, Limits, _Interrupted, run_cell
+from proxmf_bench.plugin.registry import load_registry
+from proxmf_bench.problem.problem import StartingPoint, initial_factors
+from proxmf_bench.run.schedule import RecordSchedule
+from proxmf_bench.plugin.selection import select
+from proxmf_bench.solvers.mu import MU
 
 BAD = str(Path(__file__).parent / "plugins" / "bad_things.py")
 SMALL = "synthetic[m=30,n=20,rank=3]"

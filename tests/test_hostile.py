@@ -9,7 +9,7 @@ import pytest
 
 from proxmf_bench.cli import main
 from proxmf_bench.errors import DataError, UserError
-from proxmf_bench.resources import check_memory, format_bytes, parse_size
+from proxmf_bench.run.resources import check_memory, format_bytes, parse_size
 
 PLUGINS = Path(__file__).parent / "plugins"
 HOSTILE = str(PLUGINS / "hostile_data.py")

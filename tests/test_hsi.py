@@ -12,10 +12,10 @@ import torch
 
 from conftest import HSI_MISSING, HSI_DATA, needs_hsi
 from proxmf_bench.cli import main
-from proxmf_bench.data import ENV_DATA
+from proxmf_bench.problem.data_files import ENV_DATA
 from proxmf_bench.datasets import hsi
 from proxmf_bench.errors import DataError
-from proxmf_bench.specs import DataFile
+from proxmf_bench.plugin.specs import DataFile
 
 CPU, F64 = torch.device("cpu"), torch.float64
 
@@ -178,7 +178,7 @@ def test_not_a_mat_file(tmp_path, monkeypatch):
 
 @needs_hsi
 def test_run_records_ground_truth_metrics(tmp_path):
-    from proxmf_bench.runner import run_benchmark
+    from proxmf_bench.run.runner import run_benchmark
 
     out = run_benchmark(solvers="mu", datasets="samson,jasper", max_iter=3, out=tmp_path / "run",
                         data_dir=HSI_DATA)

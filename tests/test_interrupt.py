@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from proxmf_bench.results import read_frame
+from proxmf_bench.results.table import read_frame
 
 BAD = str(Path(__file__).parent / "plugins" / "bad_things.py")
 

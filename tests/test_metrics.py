@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from proxmf_bench.metrics import (
+from proxmf_bench.problem.metrics import (
     DeferredMetrics,
     abundance_rmse,
     factor_match_score,
@@ -18,7 +18,7 @@ from proxmf_bench.metrics import (
     relative_error,
     spectral_angles,
 )
-from proxmf_bench.problem import Problem
+from proxmf_bench.problem.problem import Problem
 
 
 def _problem(W_true, H_true):

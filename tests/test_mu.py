@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from proxmf_bench.datasets.synthetic import make_synthetic
-from proxmf_bench.problem import initial_factors
+from proxmf_bench.problem.problem import initial_factors
 from proxmf_bench.solvers.mu import MU
 
 
 def _params():
-    from proxmf_bench.plugins import load_registry
-    from proxmf_bench.selection import select
+    from proxmf_bench.plugin.registry import load_registry
+    from proxmf_bench.plugin.selection import select
 
     registry = load_registry(use_entry_points=False)
     return dict(select("synthetic[m=40,n=30,rank=4,noise=0.05]", registry.datasets, registry, "dataset")[0].params)

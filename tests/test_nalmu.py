@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.nalmu import (
+from proxmf_bench.nalmu.model import (
     NALMU,
     NALMUConfig,
     load_weights,
@@ -18,7 +18,7 @@ from proxmf_bench.nalmu import (
     normalize_columns,
     save_weights,
 )
-from proxmf_bench.problem import initial_factors
+from proxmf_bench.problem.problem import initial_factors
 from proxmf_bench.solvers.mu import MU
 from proxmf_bench.solvers.nalmu import NALMUSolver
 
@@ -27,7 +27,7 @@ SMALL_NNLS = "nnls_toy[m=12,n=60,rank=3]"
 
 
 def load(registry, text: str, seed: int = 0):
-    from proxmf_bench.selection import select
+    from proxmf_bench.plugin.selection import select
 
     variant = select(text, registry.datasets, registry, "dataset")[0]
     problem = registry.get_dataset(variant.name).load(variant.params, seed, torch.device("cpu"), torch.float64)

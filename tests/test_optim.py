@@ -1,4 +1,4 @@
-"""proxmf_bench.optim.PGM: the functional kernel alone, then the optimizer in a torch loop."""
+"""proxmf_bench.solve.optim.PGM: the functional kernel alone, then the optimizer in a torch loop."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.optimize import nnls
 
-from proxmf_bench.optim import PGM, pgm
-from proxmf_bench.prox import prox_l1, prox_nonneg, prox_simplex
+from proxmf_bench.solve.optim import PGM, pgm
+from proxmf_bench.solve.prox import prox_l1, prox_nonneg, prox_simplex
 
 
 def _kernel(params, grads, buffers, **options):

@@ -11,8 +11,8 @@ import torch
 from scipy.optimize import nnls
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.problem import Problem, initial_factors
-from proxmf_bench.selection import select
+from proxmf_bench.problem.problem import Problem, initial_factors
+from proxmf_bench.plugin.selection import select
 from conftest import cuda
 
 VARIANTS = [
@@ -194,7 +194,7 @@ def test_fista_with_restart_needs_fewer_iterations_than_pgm(registry):
 
 
 def test_harness_runs_the_whole_family(registry, tmp_path):
-    from proxmf_bench.runner import run_benchmark
+    from proxmf_bench.run.runner import run_benchmark
 
     out = run_benchmark(solvers="all", datasets="synthetic[m=20,n=15,rank=2]", max_iter=5,
                         out=tmp_path / "run", registry=registry)
@@ -219,7 +219,7 @@ def test_cuda_matches_cpu(registry, selection):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_extreme_eigenvalues_agree_with_torch(dtype):
-    from proxmf_bench.proxgrad import extreme_eigenvalues, lipschitz
+    from proxmf_bench.solve.proxgrad import extreme_eigenvalues, lipschitz
 
     A = torch.randn(7, 30, generator=torch.Generator().manual_seed(0), dtype=dtype)
     gram = A @ A.T
@@ -243,7 +243,7 @@ def test_speed_script_runs_at_tiny_sizes():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # importing runs nothing
     V = torch.randn(6, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    from proxmf_bench.prox import prox_simplex
+    from proxmf_bench.solve.prox import prox_simplex
 
     np.testing.assert_allclose(module.simplex_numpy(V.numpy(), 1.5), prox_simplex(V, 1.0, s=1.5).numpy(), atol=1e-12)
     rows = module.prox_throughput([1000], rounds=1, min_time=1e-4)

@@ -10,7 +10,7 @@ import pytest
 
 from proxmf_bench.cli import main
 from proxmf_bench.errors import PluginError
-from proxmf_bench.plugins import ENV_PLUGINS, load_registry
+from proxmf_bench.plugin.registry import ENV_PLUGINS, load_registry
 
 PLUGINS = Path(__file__).parent / "plugins"
 BAD = str(PLUGINS / "bad_things.py")

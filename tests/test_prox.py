@@ -16,7 +16,7 @@ from scipy.optimize import minimize
 from scipy.special import wrightomega
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.prox import BUILTIN_PROX
+from proxmf_bench.solve.prox import BUILTIN_PROX
 
 PROX = {spec.name: spec for spec in BUILTIN_PROX}
 CONVEX = ["nonneg", "simplex", "l1", "l1_nonneg", "max_entropy", "box", "l2_ball", "l1_ball", "l21"]
@@ -277,4 +277,4 @@ def test_declared_penalties(name, params, g):
 
 def test_registered_through_the_plugin_hook(registry):
     assert set(PROX) <= set(registry.prox)
-    assert registry.owner[("prox", "simplex")] == "proxmf_bench.prox"
+    assert registry.owner[("prox", "simplex")] == "proxmf_bench.solve.prox"

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from proxmf_bench import cli
-from proxmf_bench.plugins import load_registry
-from proxmf_bench.problem import initial_factors
-from proxmf_bench.selection import select
+from proxmf_bench.plugin.registry import load_registry
+from proxmf_bench.problem.problem import initial_factors
+from proxmf_bench.plugin.selection import select
 from conftest import REPO
 
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from proxmf_bench.cli import main
-from proxmf_bench.figures import Style, format_seconds
-from proxmf_bench.plugins import load_registry
-from proxmf_bench.report import build_report, output_paths
-from proxmf_bench.runner import run_benchmark
+from proxmf_bench.results.figures import Style, format_seconds
+from proxmf_bench.plugin.registry import load_registry
+from proxmf_bench.results.report import build_report, output_paths
+from proxmf_bench.run.runner import run_benchmark
 
 PLUGIN = Path(__file__).with_name("report_plugin.py")
 SOLVERS = "mu,mu[eps=1e-6],pgd,broken,exploding"

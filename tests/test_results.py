@@ -8,7 +8,7 @@ import pytest
 
 from proxmf_bench import load_results, run_benchmark
 from proxmf_bench.errors import UserError
-from proxmf_bench.results import COLUMNS, atomic_write_bytes
+from proxmf_bench.results.table import COLUMNS, atomic_write_bytes
 
 
 def test_parquet_round_trip_has_every_design_column(tmp_path):

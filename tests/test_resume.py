@@ -8,7 +8,7 @@ import pytest
 from proxmf_bench import load_results, run_benchmark
 from proxmf_bench.cli import main
 from proxmf_bench.errors import UserError
-from proxmf_bench.results import comparable, read_frame, write_frame
+from proxmf_bench.results.table import comparable, read_frame, write_frame
 
 GRID = {"solvers": "mu[eps=[1e-12,1e-6]]", "datasets": "synthetic[m=20,n=15,rank=3]", "seeds": 3, "max_iter": 15}
 

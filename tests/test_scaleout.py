@@ -8,7 +8,7 @@ from conftest import HSI_DATA, needs_hsi
 
 from proxmf_bench import load_results, run_benchmark
 from proxmf_bench.errors import UserError
-from proxmf_bench.results import comparable
+from proxmf_bench.results.table import comparable
 
 FAULTY = str(Path(__file__).parent / "plugins" / "faulty.py")
 GRID = {"solvers": "mu[eps=[1e-12,1e-6]]", "datasets": "synthetic[m=24,n=18,rank=3,noise=[0.0,0.05]]",
@@ -92,7 +92,7 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     import socket
 
-    monkeypatch.setattr("proxmf_bench.dask_backend.CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("proxmf_bench.run.dask_backend.CONNECT_TIMEOUT", "1s")
     with socket.socket() as sock:  # a port with nothing listening
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

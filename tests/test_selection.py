@@ -3,7 +3,7 @@
 import pytest
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.selection import parse_item, select, split_top_level
+from proxmf_bench.plugin.selection import parse_item, select, split_top_level
 
 
 def test_split_respects_brackets():

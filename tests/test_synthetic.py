@@ -9,7 +9,7 @@ import torch
 
 from proxmf_bench.datasets import synthetic
 from proxmf_bench.errors import UserError
-from proxmf_bench.selection import select
+from proxmf_bench.plugin.selection import select
 
 CPU, F64 = torch.device("cpu"), torch.float64
 

@@ -10,10 +10,10 @@ import torch
 
 from proxmf_bench.cli import main
 from proxmf_bench.errors import UserError
-from proxmf_bench.metrics import match_components
-from proxmf_bench.nalmu import NALMU, NALMUConfig, load_weights
-from proxmf_bench.results import load_results
-from proxmf_bench.train import (
+from proxmf_bench.problem.metrics import match_components
+from proxmf_bench.nalmu.model import NALMU, NALMUConfig, load_weights
+from proxmf_bench.results.table import load_results
+from proxmf_bench.nalmu.train import (
     Batch,
     TrainSettings,
     fit,
@@ -141,7 +141,7 @@ def test_training_data_refusals(registry, tmp_path):
         "def proxmf_register_datasets(register):\n"
         "    register(DatasetSpec(name='scene', load=load, ground_truth=True))\n"
     )
-    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.plugin.registry import load_registry
 
     with_scene = load_registry([plugin], strict=True, use_entry_points=False)
     with pytest.raises(UserError, match="same data for every seed: use --split pixels"):

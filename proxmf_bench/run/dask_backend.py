@@ -1,6 +1,6 @@
 """``--backend dask``: the cells of a grid as tasks on a dask.distributed cluster.
 
-Each task runs one cell in a :class:`~proxmf_bench.isolation.CellWorker` process owned by
+Each task runs one cell in a :class:`~proxmf_bench.run.isolation.CellWorker` process owned by
 the dask worker thread that picked it up (one per thread, kept between tasks), so a cell
 that crashes or hangs costs that cell only, exactly as with ``--jobs``. Results come back to
 the client, which writes each cell to the run directory as it arrives: workers need no
@@ -23,10 +23,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.isolation import CellWorker
+from proxmf_bench.run.isolation import CellWorker
 
 if TYPE_CHECKING:
-    from proxmf_bench.harness import Cell, CellResult
+    from proxmf_bench.run.harness import Cell, CellResult
 
 CONNECT_TIMEOUT = "20s"
 
@@ -91,7 +91,7 @@ def run_dask(
     As many cells are in flight as the cluster has worker threads; each result goes to
     ``on_result`` when it arrives. Returns ``True`` if Ctrl-C stopped the run.
     """
-    from proxmf_bench.harness import CellResult, _describe, failed_result
+    from proxmf_bench.run.harness import CellResult, _describe, failed_result
 
     Client, LocalCluster, as_completed = import_dask()
     cluster = None

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
-from proxmf_bench.analysis import CURVE_KEYS, TOLERANCES, median_curves, time_to_tolerance
+from proxmf_bench.results.analysis import CURVE_KEYS, TOLERANCES, median_curves, time_to_tolerance
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 150

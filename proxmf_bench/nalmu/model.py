@@ -238,7 +238,7 @@ class NALMU(nn.Module):
 
 def save_weights(path: str | os.PathLike, model: NALMU, info: Mapping[str, Any]) -> Path:
     """Write ``model``'s weights and configuration, plus ``info`` (plain values), atomically."""
-    from proxmf_bench.results import atomic_write_bytes
+    from proxmf_bench.results.table import atomic_write_bytes
 
     payload = {
         "format": FILE_FORMAT,

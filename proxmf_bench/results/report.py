@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from proxmf_bench import __version__
-from proxmf_bench.analysis import (
+from proxmf_bench.results.analysis import (
     PROBLEM_KEYS,
     TOLERANCES,
     RunData,
@@ -39,7 +39,7 @@ from proxmf_bench.analysis import (
     metric_columns,
 )
 from proxmf_bench.errors import UserError
-from proxmf_bench.figures import (
+from proxmf_bench.results.figures import (
     FORMATS,
     Style,
     convergence_figure,
@@ -50,7 +50,7 @@ from proxmf_bench.figures import (
     render,
     tolerance_figure,
 )
-from proxmf_bench.results import atomic_write_bytes
+from proxmf_bench.results.table import atomic_write_bytes
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"

@@ -29,8 +29,8 @@ from collections.abc import Callable
 import torch
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.hookspecs import hookimpl
-from proxmf_bench.specs import Param, ProxSpec
+from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.plugin.specs import Param, ProxSpec
 
 AXES = ("columns", "rows")
 

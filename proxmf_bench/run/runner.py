@@ -21,12 +21,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from proxmf_bench import environment
-from proxmf_bench.data import check_root, use_data_dir
-from proxmf_bench.data import data_dir as resolve_data_dir
+from proxmf_bench.run import environment
+from proxmf_bench.problem.data_files import check_root, use_data_dir
+from proxmf_bench.problem.data_files import data_dir as resolve_data_dir
 from proxmf_bench.errors import UserError
-from proxmf_bench.grid import GridSpec, explain_changes, manifest, saved_plugin_files
-from proxmf_bench.harness import (
+from proxmf_bench.run.grid import GridSpec, explain_changes, manifest, saved_plugin_files
+from proxmf_bench.run.harness import (
     Cell,
     CellObserver,
     CellResult,
@@ -36,12 +36,12 @@ from proxmf_bench.harness import (
     preflight,
     run_grid,
 )
-from proxmf_bench.interrupts import InterruptGuard
-from proxmf_bench.plugins import Registry, load_registry
-from proxmf_bench.resources import parse_size
-from proxmf_bench.results import META_FILE, concat_frames, load_meta, write_meta, write_results
-from proxmf_bench.selection import Variant
-from proxmf_bench.store import MANIFEST_FILE, RunStore
+from proxmf_bench.run.interrupts import InterruptGuard
+from proxmf_bench.plugin.registry import Registry, load_registry
+from proxmf_bench.run.resources import parse_size
+from proxmf_bench.results.table import META_FILE, concat_frames, load_meta, write_meta, write_results
+from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.run.store import MANIFEST_FILE, RunStore
 
 DEFAULT_DATASETS = "synthetic"
 DEFAULT_OUT = Path("results")
@@ -116,9 +116,9 @@ def run_benchmark(
     ``max_iter=200``, ``threads=1``). ``out`` is the run directory (default
     ``results/<run-id>``). All input is checked, and every dataset loaded once, before the
     first solver starts. ``observer_factory``, if given, is called with
-    ``(n_cells, max_iter)`` and returns a :class:`~proxmf_bench.harness.CellObserver` (the
+    ``(n_cells, max_iter)`` and returns a :class:`~proxmf_bench.run.harness.CellObserver` (the
     CLI passes a progress display). ``data_dir`` is where datasets read their files (default
-    ``$PROXMF_BENCH_DATA``, then a per-user cache directory; see :mod:`proxmf_bench.data`).
+    ``$PROXMF_BENCH_DATA``, then a per-user cache directory; see :mod:`proxmf_bench.problem.data_files`).
 
     Each cell is written to ``RUN_DIR/cells/`` as soon as it finishes.
 
@@ -276,7 +276,7 @@ def _check_execution(backend: str, jobs: int | None, scheduler: str | None, cell
     if memory is not None and memory < 1:
         raise UserError(f"--max-memory must be positive, got {max_memory}")
     if backend == "dask":
-        from proxmf_bench.dask_backend import import_dask
+        from proxmf_bench.run.dask_backend import import_dask
 
         import_dask()
     return {"backend": backend, "jobs": jobs, "scheduler": scheduler, "parallel": parallel,
@@ -309,11 +309,11 @@ def _check_new_run_dir(run_dir: Path) -> None:
 
 
 def _run_parallel(execution, payload, cells, pending, on_result, limits: Limits) -> bool:
-    from proxmf_bench.isolation import default_cell_timeout, run_local_pool
+    from proxmf_bench.run.isolation import default_cell_timeout, run_local_pool
 
     timeout = execution["cell_timeout"] or default_cell_timeout(limits.max_time)
     if execution["backend"] == "dask":
-        from proxmf_bench.dask_backend import run_dask
+        from proxmf_bench.run.dask_backend import run_dask
 
         return run_dask(payload, cells, pending, on_result, scheduler=execution["scheduler"],
                         n_workers=execution["jobs"] or max(1, usable_cpus() // payload["grid"]["threads"]),

@@ -16,8 +16,8 @@ from proxmf_bench.errors import UserError
 if TYPE_CHECKING:
     import torch
 
-    from proxmf_bench.plugins import Registry
-    from proxmf_bench.problem import Problem
+    from proxmf_bench.plugin.registry import Registry
+    from proxmf_bench.problem.problem import Problem
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -96,7 +96,7 @@ def coerce_params(
     declared: tuple[Param, ...], given: Mapping[str, Any], owner: str
 ) -> dict[str, Any]:
     """Defaults overlaid with ``given``, each value coerced; unknown names are an error."""
-    from proxmf_bench.selection import did_you_mean
+    from proxmf_bench.plugin.selection import did_you_mean
 
     by_name = {p.name: p for p in declared}
     unknown = [k for k in given if k not in by_name]
@@ -156,7 +156,7 @@ class SolverSpec:
 
 @dataclass(frozen=True)
 class DataFile:
-    """A file that a dataset reads from the data directory (see :mod:`proxmf_bench.data`).
+    """A file that a dataset reads from the data directory (see :mod:`proxmf_bench.problem.data_files`).
 
     ``path`` is relative to the data directory, ``/``-separated (``"samson/Samson.mat"``);
     ``sha256`` and ``size`` (bytes) identify the one valid copy; ``url``, when set, is a

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from proxmf_bench.errors import PluginUnavailable
-from proxmf_bench.problem import Problem
+from proxmf_bench.problem.problem import Problem
 
 INSTALL_HINT = "pip install 'proxmf-bench[peers]'"
 

@@ -24,14 +24,14 @@ from typing import Any
 
 import pluggy
 
-from proxmf_bench import hookspecs
+from proxmf_bench.plugin import hookspecs
 from proxmf_bench.errors import PluginError, PluginUnavailable, UserError
-from proxmf_bench.specs import DatasetSpec, ProxSpec, SolverSpec
+from proxmf_bench.plugin.specs import DatasetSpec, ProxSpec, SolverSpec
 
 ENV_PLUGINS = "PROXMF_BENCH_PLUGINS"
 
 BUILTIN_PLUGINS = (
-    "proxmf_bench.prox",
+    "proxmf_bench.solve.prox",
     "proxmf_bench.solvers.mu",
     "proxmf_bench.solvers.nalmu",
     "proxmf_bench.solvers.pgm",
@@ -104,7 +104,7 @@ class Registry:
 
 
 def lookup_spec(table: dict[str, Any], name: str, noun: str) -> Any:
-    from proxmf_bench.selection import did_you_mean
+    from proxmf_bench.plugin.selection import did_you_mean
 
     try:
         return table[name]

@@ -3,10 +3,10 @@
 The harness owns the clock. Solver time is the sum of the durations of ``init`` and of each
 ``step``; on CUDA the device is synchronised before the clock is read. The loss is evaluated
 between steps, outside the timed region, at the iterations of a geometric
-:class:`~proxmf_bench.schedule.RecordSchedule` (always the first and the last); the factors
+:class:`~proxmf_bench.run.schedule.RecordSchedule` (always the first and the last); the factors
 are copied there and their ground-truth metrics evaluated when the cell ends
-(:class:`~proxmf_bench.metrics.DeferredMetrics`). Solvers without a per-iteration API are
-sampled with growing budgets instead (:mod:`proxmf_bench.blackbox`).
+(:class:`~proxmf_bench.problem.metrics.DeferredMetrics`). Solvers without a per-iteration API are
+sampled with growing budgets instead (:mod:`proxmf_bench.solve.blackbox`).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 
-from proxmf_bench.blackbox import is_black_box, run_black_box_cell
+from proxmf_bench.solve.blackbox import is_black_box, run_black_box_cell
 from proxmf_bench.errors import DataError, UserError
-from proxmf_bench.metrics import DeferredMetrics
-from proxmf_bench.plugins import Registry
-from proxmf_bench.problem import Problem, StartingPoint, initial_factors
-from proxmf_bench.schedule import RecordSchedule
-from proxmf_bench.selection import Variant
+from proxmf_bench.problem.metrics import DeferredMetrics
+from proxmf_bench.plugin.registry import Registry
+from proxmf_bench.problem.problem import Problem, StartingPoint, initial_factors
+from proxmf_bench.run.schedule import RecordSchedule
+from proxmf_bench.plugin.selection import Variant
 
 STOP_REASONS = ("max_iter", "max_time", "tol", "diverged", "error", "interrupted")
 

@@ -1,6 +1,6 @@
 """Dataset files on disk: where they live, checking them, and fetching them.
 
-Datasets that read files declare them as :class:`~proxmf_bench.specs.DataFile` entries
+Datasets that read files declare them as :class:`~proxmf_bench.plugin.specs.DataFile` entries
 (a path relative to the data directory, a sha256, a size and an optional public address).
 The data directory is, first match wins:
 
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from proxmf_bench.errors import DataError
-from proxmf_bench.specs import DataFile, DatasetSpec
+from proxmf_bench.plugin.specs import DataFile, DatasetSpec
 
 if TYPE_CHECKING:
-    from proxmf_bench.plugins import Registry
+    from proxmf_bench.plugin.registry import Registry
 
 ENV_DATA = "PROXMF_BENCH_DATA"
 APP_NAME = "proxmf-bench"

@@ -4,8 +4,8 @@ It is ``torch.optim.SGD`` (momentum, dampening, Nesterov; no weight decay) follo
 proximal operator per parameter group, so constraints and nonsmooth penalties work with
 autograd gradients::
 
-    from proxmf_bench.optim import PGM
-    from proxmf_bench.prox import prox_nonneg, prox_l1
+    from proxmf_bench.solve.optim import PGM
+    from proxmf_bench.solve.prox import prox_nonneg, prox_l1
 
     opt = PGM([{"params": [W], "prox": prox_nonneg, "lr": 1e-2},
                {"params": [H], "prox": prox_l1, "prox_kwargs": {"lam": 0.1}, "lr": 1e-1}],
@@ -92,7 +92,7 @@ class PGM(Optimizer):
         Step size :math:`\gamma`, in ``[0, inf)``.
     prox : callable, optional
         ``prox(X, step, **prox_kwargs) -> X``, e.g. any registered prox operator
-        (``proxmf_bench.prox``). ``None``: no proximal step.
+        (``proxmf_bench.solve.prox``). ``None``: no proximal step.
     prox_kwargs : mapping, optional
         Parameters passed to ``prox``.
     momentum, dampening : float

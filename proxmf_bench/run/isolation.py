@@ -1,6 +1,6 @@
 """Cells in worker processes: a crash, a hang or a memory blow-up costs one cell, not the run.
 
-A :class:`CellWorker` is a child Python process (``python -m proxmf_bench.isolation``) that
+A :class:`CellWorker` is a child Python process (``python -m proxmf_bench.run.isolation``) that
 rebuilds the plugin registry and the grid from a JSON payload, pins its torch thread count,
 flushes denormals, and then runs the cells it is sent, one at a time, returning their records.
 The parent reads results as they come and notices a dead child (segfault, ``os._exit``, the
@@ -9,7 +9,7 @@ reason and starts a fresh worker. Messages are length-prefixed pickles over the 
 stdin/stdout; the child's own ``print`` output goes to stderr.
 
 :func:`run_local_pool` drives ``--jobs N`` workers; the dask backend runs one worker per
-dask worker thread (:mod:`proxmf_bench.dask_backend`).
+dask worker thread (:mod:`proxmf_bench.run.dask_backend`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from proxmf_bench.errors import UserError
 
 if TYPE_CHECKING:
-    from proxmf_bench.harness import Cell, CellResult
+    from proxmf_bench.run.harness import Cell, CellResult
 
 # The parent-side code here does not import torch: a dask worker only relays cells to its
 # worker processes, which import it themselves.
@@ -109,7 +109,7 @@ class CellWorker:
         # A session of its own: a Ctrl-C at the terminal reaches only the main process, which
         # forwards it to the busy workers (interrupt) and kills the others.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxmf_bench.isolation"],
+            [sys.executable, "-m", "proxmf_bench.run.isolation"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env, start_new_session=True,
         )
         self.ready = False
@@ -219,7 +219,7 @@ def run_local_pool(
     Returns ``True`` if Ctrl-C stopped the run (the running cells then recorded as
     ``interrupted``), ``False`` when every cell finished.
     """
-    from proxmf_bench.harness import CellResult
+    from proxmf_bench.run.harness import CellResult
 
     queue = deque(pending)
     workers: list[CellWorker] = []
@@ -260,7 +260,7 @@ def run_local_pool(
 
 def _replace(workers, worker, needed: bool, payload, max_memory, on_result, cells, reason: str) -> None:
     """Record the dead worker's cell as an error; put a fresh worker in its place if ``needed``."""
-    from proxmf_bench.harness import failed_result
+    from proxmf_bench.run.harness import failed_result
 
     index = worker.index
     if needed:
@@ -273,7 +273,7 @@ def _replace(workers, worker, needed: bool, payload, max_memory, on_result, cell
 
 def _collect_interrupted(workers: list[CellWorker], cells: list[Cell], on_result) -> None:
     """After Ctrl-C: the partial results of the running cells, or a placeholder for each."""
-    from proxmf_bench.harness import CellResult, failed_result
+    from proxmf_bench.run.harness import CellResult, failed_result
 
     busy = [w for w in workers if w.busy and w.proc.poll() is None]
     for worker in busy:
@@ -340,14 +340,14 @@ def _worker_main() -> int:
     try:
         registry, cells, limits = _setup(payload, max_memory)
     except Exception as exc:  # reported to the parent, which stops with this message
-        from proxmf_bench.harness import _describe
+        from proxmf_bench.run.harness import _describe
 
         _send(proto_out, ("fatal", _describe(exc)))
         return 1
     _send(proto_out, ("ready", len(cells)))
 
-    from proxmf_bench.harness import ProblemCache, _Interrupted, failed_result, run_grid_cell
-    from proxmf_bench.schedule import RecordSchedule
+    from proxmf_bench.run.harness import ProblemCache, _Interrupted, failed_result, run_grid_cell
+    from proxmf_bench.run.schedule import RecordSchedule
 
     cache = ProblemCache(registry)
     schedule = RecordSchedule()
@@ -376,9 +376,9 @@ def _worker_main() -> int:
 def _setup(payload: dict[str, Any], max_memory: int | None):
     import torch
 
-    from proxmf_bench.data import ENV_DATA
-    from proxmf_bench.grid import GridSpec
-    from proxmf_bench.plugins import load_registry
+    from proxmf_bench.problem.data_files import ENV_DATA
+    from proxmf_bench.run.grid import GridSpec
+    from proxmf_bench.plugin.registry import load_registry
 
     spec = GridSpec.from_dict(payload["grid"])
     if payload.get("data_dir"):  # this process is the run's own: the environment is ours to set

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.results import COLUMNS, EXTRA_COLUMNS, LOSS_DERIVED_COLUMNS, META_FILE, load_meta, load_results
+from proxmf_bench.results.table import COLUMNS, EXTRA_COLUMNS, LOSS_DERIVED_COLUMNS, META_FILE, load_meta, load_results
 
 PROBLEM_KEYS = ["dataset", "dtype"]
 CURVE_KEYS = ["run", "device", "solver"]

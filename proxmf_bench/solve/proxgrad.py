@@ -35,9 +35,9 @@ from typing import Any
 import torch
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.problem import Problem
-from proxmf_bench.selection import did_you_mean
-from proxmf_bench.specs import Param, ProxSpec, SolverSpec, coerce_params
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.plugin.selection import did_you_mean
+from proxmf_bench.plugin.specs import Param, ProxSpec, SolverSpec, coerce_params
 
 BLOCKS = ("W", "H")
 DEFAULT_PROX = "nonneg"

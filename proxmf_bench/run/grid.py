@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.harness import Cell, Limits, build_cells
-from proxmf_bench.plugins import ENV_PLUGINS, Registry
-from proxmf_bench.selection import Variant, select
+from proxmf_bench.run.harness import Cell, Limits, build_cells
+from proxmf_bench.plugin.registry import ENV_PLUGINS, Registry
+from proxmf_bench.plugin.selection import Variant, select
 
 MANIFEST_FORMAT = 1
 

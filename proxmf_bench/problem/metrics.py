@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from proxmf_bench.problem import Problem
+from proxmf_bench.problem.problem import Problem
 
 
 # angles within this many degrees of 0 or 180 are recomputed from differences of unit vectors

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 if TYPE_CHECKING:
-    from proxmf_bench.harness import Cell, CellObserver, CellResult, Limits
-    from proxmf_bench.problem import Problem, StartingPoint
-    from proxmf_bench.schedule import RecordSchedule
+    from proxmf_bench.run.harness import Cell, CellObserver, CellResult, Limits
+    from proxmf_bench.problem.problem import Problem, StartingPoint
+    from proxmf_bench.run.schedule import RecordSchedule
 
 clock = time.perf_counter  # module-level so that tests can drive the clock
 
@@ -80,11 +80,11 @@ def run_black_box_cell(
 ) -> CellResult:
     """Sample a black-box solver at the budgets of ``schedule`` (see the module docstring).
 
-    ``start`` is as for :func:`proxmf_bench.harness.run_cell`.
+    ``start`` is as for :func:`proxmf_bench.run.harness.run_cell`.
     """
     # imported here: peer plugins subclass BlackBoxSolver, and listing them must stay cheap
-    from proxmf_bench.harness import CellResult, _initial_loss, _synchronizer, guard_cell, loss_stop_reason
-    from proxmf_bench.metrics import DeferredMetrics
+    from proxmf_bench.run.harness import CellResult, _initial_loss, _synchronizer, guard_cell, loss_stop_reason
+    from proxmf_bench.problem.metrics import DeferredMetrics
 
     result = CellResult(cell)
     metrics = DeferredMetrics(problem)

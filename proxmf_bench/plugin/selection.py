@@ -122,7 +122,7 @@ def select(text: str, table: Mapping[str, Any], registry: Any, noun: str) -> lis
     ``all`` selects every spec with its default grid; a bare name uses that spec's grid;
     explicit parameters override the grid for the keys they name.
     """
-    from proxmf_bench.plugins import lookup_spec
+    from proxmf_bench.plugin.registry import lookup_spec
 
     if not text or not text.strip():
         raise UserError(f"empty {noun} selection")
