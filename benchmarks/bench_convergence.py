@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 
 from benchmarks.common import default_solver, hals_reference_loss, stepped_solvers, synthetic, timing_conditions
-from proxmf_bench.run.harness import Cell, Limits, run_cell
-from proxmf_bench.problem.problem import Problem, initial_factors
-from proxmf_bench.run.schedule import RecordSchedule
 from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.start import initial_factors
+from proxmf_bench.run.cells import Cell, Limits
+from proxmf_bench.run.harness import run_cell
+from proxmf_bench.run.schedule import RecordSchedule
 
 TARGET = 1e-4
 CAP = 5000

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import DEVICES, DTYPES, builtin_registry, device_or_skip, prox_operators, synchronize, timing_conditions
+from benchmarks.common import (
+    DEVICES,
+    DTYPES,
+    builtin_registry,
+    device_or_skip,
+    prox_operators,
+    synchronize,
+    timing_conditions,
+)
 
 ROWS = 20  # a 20 x N/20 matrix, shaped like H (column-wise operators see N/20 columns)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from benchmarks.common import (
     DEVICES,
     DTYPES,
@@ -16,10 +14,11 @@ from benchmarks.common import (
     synthetic,
     timing_conditions,
 )
-from proxmf_bench.run.harness import Cell, Limits, run_cell
-from proxmf_bench.problem.problem import initial_factors
-from proxmf_bench.run.schedule import RecordSchedule
 from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.problem.start import initial_factors
+from proxmf_bench.run.cells import Cell, Limits
+from proxmf_bench.run.harness import run_cell
+from proxmf_bench.run.schedule import RecordSchedule
 
 
 class TimeSolverStep:

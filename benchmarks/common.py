@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from proxmf_bench.plugin.registry import BUILTIN_PLUGINS, Registry, load_registry
-from proxmf_bench.problem.problem import Problem, initial_factors
 from proxmf_bench.plugin.selection import select
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.start import initial_factors
 
 SIZES = {"small": (200, 500, 10), "medium": (1000, 1000, 20)}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

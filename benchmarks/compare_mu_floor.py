@@ -86,10 +86,11 @@ def measure_bare(loop: Loop, Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor
 
 def measure_harness(registry, solver: str, start, iters: int) -> tuple[float, float]:
     """Per-iteration solver time of ``solver`` in the harness from ``start`` (a
-    :class:`~proxmf_bench.problem.problem.StartingPoint`), and the cell's wall/solver ratio."""
-    from proxmf_bench.run.harness import Cell, Limits, run_cell
-    from proxmf_bench.run.schedule import RecordSchedule
+    :class:`~proxmf_bench.problem.start.StartingPoint`), and the cell's wall/solver ratio."""
     from proxmf_bench.plugin.selection import select
+    from proxmf_bench.run.cells import Cell, Limits
+    from proxmf_bench.run.harness import run_cell
+    from proxmf_bench.run.schedule import RecordSchedule
 
     problem = start.problem
     cell = Cell(select_solver(registry, solver), select("synthetic", registry.datasets, registry, "dataset")[0],
@@ -119,7 +120,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from proxmf_bench.plugin.registry import load_registry
-    from proxmf_bench.problem.problem import Problem, StartingPoint, initial_factors
+    from proxmf_bench.problem.problem import Problem
+    from proxmf_bench.problem.start import StartingPoint, initial_factors
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)

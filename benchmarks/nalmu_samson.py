@@ -75,7 +75,7 @@ def unmixing_metrics(problem, W: torch.Tensor, H: torch.Tensor) -> tuple[float, 
 
 def evaluate(factory, params: dict, test, inits: int, checkpoints: list[int]) -> dict[int, tuple[float, float]]:
     """Mean (SAD, RMSE) over test patches and ``inits`` starts each, at each checkpoint."""
-    from proxmf_bench.problem.problem import initial_factors
+    from proxmf_bench.problem.start import initial_factors
 
     sums = {k: np.zeros(2) for k in checkpoints}
     runs = len(test) * inits

@@ -32,8 +32,8 @@ LONG_RUN = 1000
 
 def held_out_errors(registry, solver: str, init: str, seeds: list[int], checkpoints: list[int]) -> dict[int, dict[str, float]]:
     """Mean ``||H - H_true||^2`` and data loss at each checkpoint of ``solver`` over ``seeds``."""
-    from proxmf_bench.problem.problem import initial_factors
     from proxmf_bench.plugin.selection import select
+    from proxmf_bench.problem.start import initial_factors
 
     variant = select(solver, registry.solvers, registry, "solver")[0]
     factory = registry.get_solver(variant.name).factory

@@ -39,8 +39,8 @@ PEER_DISTRIBUTIONS = ("scikit-learn", "tensorly", "torchnmf")
 
 def solver_groups() -> tuple[list[str], list[str]]:
     """(our stepped solver families, installed black-box peers), by name."""
-    from proxmf_bench.solve.blackbox import is_black_box
     from proxmf_bench.plugin.registry import load_registry
+    from proxmf_bench.solve.blackbox import is_black_box
 
     registry = load_registry(use_entry_points=False)
     ours = sorted(n for n, s in registry.solvers.items() if not is_black_box(s.factory))

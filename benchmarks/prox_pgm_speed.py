@@ -97,8 +97,9 @@ def prox_throughput(sizes: list[int], rounds: int, min_time: float = 0.05) -> li
 
 def pgm_iteration(sizes: list[tuple[int, int, int]], rounds: int, min_time: float = 0.2) -> list[dict]:
     from proxmf_bench.plugin.registry import load_registry
-    from proxmf_bench.problem.problem import Problem, initial_factors
     from proxmf_bench.plugin.selection import select
+    from proxmf_bench.problem.problem import Problem
+    from proxmf_bench.problem.start import initial_factors
 
     registry = load_registry(use_entry_points=False)
     rows = []

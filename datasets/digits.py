@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from proxmf_bench.plugin.hookspecs import hookimpl
-from proxmf_bench.problem.problem import Problem
 from proxmf_bench.plugin.specs import DatasetSpec, Param
+from proxmf_bench.problem.problem import Problem
 
 GREY_LEVELS = 16.0
 

@@ -17,7 +17,7 @@ counts, divided here by 5000 (the ``maxValue`` of the distributor's file), and i
 are on that reflectance scale. The metrics in :mod:`proxmf_bench.problem.metrics` are invariant to
 the scale of each component, so neither convention biases them.
 
-Files live under the data directory (see :mod:`proxmf_bench.problem.data_files`) as
+Files live under the data directory (see :mod:`proxmf_bench.plugin.data_files`) as
 ``samson/Samson.mat`` and ``jasper_ridge/Jasper.mat``; they are checked against their sha256
 before use and parsed once per process.
 """
@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from proxmf_bench.problem.data_files import require
 from proxmf_bench.errors import DataError
 from proxmf_bench.plugin.hookspecs import hookimpl
-from proxmf_bench.problem.problem import Problem
 from proxmf_bench.plugin.specs import DataFile, DatasetSpec
+from proxmf_bench.plugin.data_files import require
+from proxmf_bench.problem.problem import Problem
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from proxmf_bench.plugin.hookspecs import hookimpl
-from proxmf_bench.problem.problem import Problem
 from proxmf_bench.plugin.specs import DatasetSpec, Param
+from proxmf_bench.problem.problem import Problem
 
 
 def _generator(*key: object) -> torch.Generator:

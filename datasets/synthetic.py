@@ -36,9 +36,9 @@ import torch
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.plugin.specs import DatasetSpec, Param, SpecLookup, coerce_params
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.run.resources import check_memory
-from proxmf_bench.plugin.specs import DatasetSpec, Param, coerce_params
 
 SIZES: dict[str, tuple[int, int, int]] = {
     "small": (200, 300, 10),
@@ -62,7 +62,7 @@ PARAMS = (
 _NOISE_BLOCK = 1 << 22  # entries of Y per noise block
 
 
-def resolve(given: Mapping[str, Any], registry: Any = None) -> dict[str, Any]:
+def resolve(given: Mapping[str, Any], registry: SpecLookup | None = None) -> dict[str, Any]:
     """Coerce the parameters and fill ``m``, ``n``, ``rank`` from the ``size`` preset."""
     params = coerce_params(PARAMS, given, "dataset synthetic")
     for key, value in zip(("m", "n", "rank"), SIZES[params["size"]]):

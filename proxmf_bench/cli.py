@@ -13,7 +13,6 @@ import signal
 import sys
 import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 
 from proxmf_bench.errors import UserError
 
@@ -72,17 +71,22 @@ def _common_parser() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common_parser()
+    from proxmf_bench import __version__
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Benchmark constrained (proximal) matrix factorization solvers in PyTorch.",
         epilog="Run 'proxmf-bench COMMAND --help' for the options of each command.",
     )
-    from proxmf_bench import __version__
-
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _common_parser()
+    for add in (_add_run, _add_list, _add_plugins, _add_data, _add_report, _add_train):
+        add(sub, common)
+    return parser
 
+
+def _add_run(sub, common: argparse.ArgumentParser) -> None:
     run = sub.add_parser(
         "run", parents=[common], help="run solvers x datasets x devices x dtypes x seeds",
         description="Run every selected solver on every selected dataset and record loss "
@@ -129,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="memory limit of each worker process, e.g. 4G (Linux; host memory only)")
     run.set_defaults(handler=cmd_run)
 
+
+def _add_list(sub, common: argparse.ArgumentParser) -> None:
     lst = sub.add_parser(
         "list", parents=[common], help="list solvers, datasets and prox operators with their parameters",
         description="List registered solvers, datasets and prox operators with their parameters.",
@@ -136,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("kind", nargs="?", choices=("solvers", "datasets", "prox"), help="only this kind")
     lst.set_defaults(handler=cmd_list)
 
+
+def _add_plugins(sub, common: argparse.ArgumentParser) -> None:
     plug = sub.add_parser(
         "plugins", parents=[common], help="show every plugin, where it came from, and errors",
         description="Show each plugin, its origin (builtin, entry point, file), what it "
@@ -143,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plug.set_defaults(handler=cmd_plugins)
 
+
+def _add_data(sub, common: argparse.ArgumentParser) -> None:
     data = sub.add_parser(
         "data", parents=[common], help="list dataset files and their state; fetch them",
         description="'data' (or 'data list') shows, for every dataset, the files it reads, where\n"
@@ -160,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fetch from URL/<path> (same layout as the data directory) instead of "
                            "each file's registered address")
     data.set_defaults(handler=cmd_data)
+
+
+def _add_report(sub, common: argparse.ArgumentParser) -> None:
     rep = sub.add_parser(
         "report", help="offline HTML report and PNG/SVG/PDF figures of one or more runs",
         description="Write one self-contained HTML report (figures embedded, nothing fetched\n"
@@ -178,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     rep.set_defaults(handler=cmd_report)
 
+
+def _add_train(sub, common: argparse.ArgumentParser) -> None:
     train = sub.add_parser(
         "train", parents=[common], help="train NALMU weights on a dataset with ground truth",
         description="Train the elementwise weights of NALMU (unrolled multiplicative updates) on "
@@ -230,7 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--dtype", default="float64", choices=("float32", "float64"), help="(default: float64)")
     source.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads (default: 1)")
     train.set_defaults(handler=cmd_train)
-    return parser
 
 
 TRAIN_EPILOG = """\
@@ -266,26 +280,22 @@ def _registry(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from proxmf_bench.run.runner import run_benchmark
+    from proxmf_bench.run.runner import RunOptions, run_benchmark
 
-    if args.resume is not None and not args.plugin:  # the plugins the run was started with
-        from proxmf_bench.run.grid import saved_plugin_files
-        from proxmf_bench.run.store import RunStore
-
-        args.plugin = saved_plugin_files(RunStore(Path(args.resume)).read_manifest())
-    registry = _registry(args)
+    options = RunOptions(
+        solvers=args.solvers, datasets=args.datasets, devices=args.devices, dtypes=args.dtypes, seeds=args.seeds,
+        max_iter=args.max_iter, max_time=args.max_time, tol=args.tol, threads=args.threads, out=args.out,
+        resume=args.resume, data_dir=args.data_dir, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
+        cell_timeout=args.cell_timeout, max_memory=args.max_memory, plugin_files=args.plugin,
+        strict_plugins=args.strict_plugins,
+    )
     observer_factory = None
     if sys.stderr.isatty():
         from proxmf_bench.run.progress import ProgressBars
 
         observer_factory = ProgressBars
-    output = run_benchmark(
-        solvers=args.solvers, datasets=args.datasets, devices=args.devices, dtypes=args.dtypes,
-        seeds=args.seeds, max_iter=args.max_iter, max_time=args.max_time, tol=args.tol,
-        threads=args.threads, out=args.out, registry=registry, observer_factory=observer_factory,
-        command=[PROG, *sys.argv[1:]], data_dir=args.data_dir, jobs=args.jobs, backend=args.backend,
-        scheduler=args.scheduler, resume=args.resume, cell_timeout=args.cell_timeout, max_memory=args.max_memory,
-    )
+    output = run_benchmark(options, registry=_registry(args), observer_factory=observer_factory,
+                           command=[PROG, *sys.argv[1:]])
     for warning in output.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     _print_summary(output)
@@ -379,7 +389,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from proxmf_bench.problem.data_files import fetch_datasets, print_inventory
+    from proxmf_bench.plugin.data_files import fetch_datasets, print_inventory
 
     registry = _registry(args)
     if args.action == "fetch":

@@ -32,9 +32,9 @@ from __future__ import annotations
 import torch
 
 from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.plugin.specs import Param
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.solve.proxgrad import AlternatingProxSolver, BoundProx, gram_gradient, prox_solver_spec
-from proxmf_bench.plugin.specs import Param
 
 VARIANTS = ("amsgrad", "adam")
 

@@ -1,12 +1,8 @@
-r"""Multiplicative updates (Lee & Seung 2001) for the Frobenius NMF objective.
+r"""``mu``: multiplicative updates (Lee & Seung 2001) for the Frobenius NMF objective.
 
-.. math::
-    H \leftarrow \max\!\Big(H \odot \frac{W^\top Y}{\max(W^\top W H,\ \epsilon)},\ \epsilon\Big),
-    \qquad
-    W \leftarrow \max\!\Big(W \odot \frac{Y H^\top}{\max(W H H^\top,\ \epsilon)},\ \epsilon\Big).
-
-``H`` is updated first and ``W`` uses the fresh ``H``. The floor ``epsilon`` keeps entries
-from reaching exactly zero, where a multiplicative update could never move them again.
+One iteration is :func:`~proxmf_bench.solve.mu.mu_update_H`, then
+:func:`~proxmf_bench.solve.mu.mu_update_W` with the fresh ``H`` (the kernels give the
+update and the role of the floor ``eps``).
 
 The solver keeps the products of its last update so that :meth:`MU.loss` costs
 :math:`O((m + n) r^2)` instead of another :math:`m \times n \times r` product:
@@ -26,34 +22,9 @@ from __future__ import annotations
 import torch
 
 from proxmf_bench.plugin.hookspecs import hookimpl
-from proxmf_bench.problem.problem import Problem
 from proxmf_bench.plugin.specs import Param, SolverSpec
-
-
-def mu_ratio_H(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:
-    """The multiplicative factor ``(W^T Y) / max(W^T W H, eps)`` of the H update, a new tensor.
-
-    Works on batches (leading dimensions) and under autograd: the in-place operations act
-    only on fresh intermediates that backward does not need.
-    """
-    ratio = W.mT @ Y
-    return ratio.div_(((W.mT @ W) @ H).clamp_min_(eps))
-
-
-def mu_ratio_W(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:
-    """The multiplicative factor ``(Y H^T) / max(W H H^T, eps)`` of the W update, a new tensor."""
-    ratio = Y @ H.mT
-    return ratio.div_((W @ (H @ H.mT)).clamp_min_(eps))
-
-
-def mu_update_H(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:
-    """One MU step on ``H`` in place; returns ``H``."""
-    return H.mul_(mu_ratio_H(Y, W, H, eps)).clamp_min_(eps)
-
-
-def mu_update_W(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, eps: float) -> torch.Tensor:
-    """One MU step on ``W`` in place; returns ``W``."""
-    return W.mul_(mu_ratio_W(Y, W, H, eps)).clamp_min_(eps)
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.solve.mu import mu_update_H, mu_update_W
 
 
 class MU:
@@ -84,18 +55,14 @@ class MU:
         self.weighted_step(None, None)
 
     def weighted_step(self, A_H: torch.Tensor | None, A_W: torch.Tensor | None) -> None:
-        """One step with each factor multiplied by its weights before its update (NALMU's
-        layers; ``None``: no weights, a plain MU step)."""
+        """One step with each factor's update multiplied by its weights (NALMU's layers;
+        ``None``: no weights, a plain MU step), in place, keeping the products it needs."""
         eps, Y, W, H = self.eps, self.Y, self.W, self.H
-        # mu_update_H and mu_update_W's arithmetic, reusing W^T W and keeping Y H^T intact
-        denominator = (self.WtW @ H).clamp_min_(eps)
-        ratio = torch.div(self.WtY, denominator) if self.fixed_W else (W.mT @ Y).div_(denominator)
-        _weighted_(H, A_H).mul_(ratio).clamp_min_(eps)
+        mu_update_H(H, self.WtY if self.fixed_W else W.mT @ Y, self.WtW, eps, A_H, inplace=True)
         if self.fixed_W:
             return
         self.YHt, self.HHt = Y @ H.mT, H @ H.mT
-        ratio = torch.div(self.YHt, (W @ self.HHt).clamp_min_(eps))  # before W is weighted
-        _weighted_(W, A_W).mul_(ratio).clamp_min_(eps)
+        mu_update_W(W, self.YHt, self.HHt, eps, A_W, inplace=True)
         self.WtW = W.mT @ W
 
     def loss(self) -> float:
@@ -115,11 +82,6 @@ class MU:
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.W, self.H
-
-
-def _weighted_(X: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
-    """``X`` multiplied in place by weights ``A`` (none: ``X`` as it is)."""
-    return X if A is None else X.mul_(A)
 
 
 @hookimpl

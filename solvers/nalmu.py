@@ -7,8 +7,8 @@ the file's sha256 is recorded. Iteration ``k > K`` is a plain MU step (on the no
 when the model normalises), so long runs stay comparable with ``mu``. Where the unrolled part
 ends is in the results: ``layers`` in the ``solver_params`` column.
 
-A step is ``mu``'s with the layer's weights applied as in
-:func:`proxmf_bench.nalmu.model.nalmu_update_H` (in place: the solver needs no gradients), and the
+A step is ``mu``'s (:meth:`~proxmf_bench.solvers.mu.MU.weighted_step`) with the layer's
+weights, the same kernels as the model's layers (in place: the solver needs no gradients), and the
 solver keeps the same products as ``mu`` so that :meth:`NALMUSolver.loss` costs
 :math:`O((m + n) r^2)` instead of another :math:`m \times n \times r` product:
 
@@ -34,11 +34,11 @@ from typing import Any
 import torch
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.plugin.hookspecs import hookimpl
 from proxmf_bench.nalmu.model import NALMU, ColumnScaling, file_sha256, load_weights, normalize_columns
+from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.plugin.specs import Param, SolverSpec, SpecLookup, coerce_params
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.solvers.mu import MU
-from proxmf_bench.plugin.specs import Param, SolverSpec, coerce_params
 
 ONES = "ones"
 PARAMS = (
@@ -51,7 +51,7 @@ PARAMS = (
 FROM_FILE = ("layers", "normalize", "eps")
 
 
-def resolve_params(given: Mapping[str, Any], registry: Any = None) -> dict[str, Any]:
+def resolve_params(given: Mapping[str, Any], registry: SpecLookup | None = None) -> dict[str, Any]:
     """Coerce the parameters; with a weights file, take ``FROM_FILE`` from it and add its sha256.
 
     Reading the file here makes a missing or foreign file fail before any solver runs.
@@ -100,7 +100,6 @@ class NALMUSolver(MU):
         self.k = 0
 
     def step(self) -> None:
-        # nalmu_update_H and nalmu_update_W's arithmetic, in place
         weights = (self.A_H[self.k], self.A_W[self.k]) if self.k < len(self.A_H) else (None, None)
         self.k += 1
         self.weighted_step(*weights)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import torch
 
-from proxmf_bench.solve.blackbox import BlackBoxSolver
 from proxmf_bench.plugin.hookspecs import hookimpl
-from proxmf_bench.solve.peers import as_numpy, check_nmf, limit_blas_threads, require
-from proxmf_bench.problem.problem import Problem
 from proxmf_bench.plugin.specs import Param, SolverSpec
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.solve.blackbox import BlackBoxSolver
+from proxmf_bench.solve.peers import as_numpy, check_nmf, limit_blas_threads, require
 
 require("tensorly", "tensorly")
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from proxmf_bench.solve.blackbox import BlackBoxSolver
 from proxmf_bench.plugin.hookspecs import hookimpl
-from proxmf_bench.solve.peers import check_nmf, require
-from proxmf_bench.problem.problem import Problem
 from proxmf_bench.plugin.specs import SolverSpec
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.solve.blackbox import BlackBoxSolver
+from proxmf_bench.solve.peers import check_nmf, require
 
 require("torchnmf", "torchnmf")
 

@@ -29,11 +29,17 @@ from __future__ import annotations
 import torch
 
 from proxmf_bench.plugin.hookspecs import hookimpl
+from proxmf_bench.plugin.specs import Param
 from proxmf_bench.solve.proxgrad import (
-    AlternatingProxSolver, BoundProx, extreme_eigenvalues, gradient_step, gram_gradient, lipschitz, prox_solver_spec,
+    AlternatingProxSolver,
+    BoundProx,
+    extreme_eigenvalues,
+    gradient_step,
+    gram_gradient,
+    lipschitz,
+    prox_solver_spec,
     safe_step,
 )
-from proxmf_bench.plugin.specs import Param
 
 STEP_SCALE = Param("step_scale", 1.0, float, "step = step_scale / L per block", low=1e-6, high=2.0)
 

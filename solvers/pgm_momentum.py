@@ -15,9 +15,16 @@ from __future__ import annotations
 import torch
 
 from proxmf_bench.plugin.hookspecs import hookimpl
-from proxmf_bench.solve.proxgrad import AlternatingProxSolver, BoundProx, gradient_step, lipschitz, prox_solver_spec, safe_step
-from proxmf_bench.solvers.pgm import STEP_SCALE
 from proxmf_bench.plugin.specs import Param
+from proxmf_bench.solve.proxgrad import (
+    AlternatingProxSolver,
+    BoundProx,
+    gradient_step,
+    lipschitz,
+    prox_solver_spec,
+    safe_step,
+)
+from proxmf_bench.solvers.pgm import STEP_SCALE
 
 
 class HeavyBallPGM(AlternatingProxSolver):

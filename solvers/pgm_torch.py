@@ -1,5 +1,5 @@
 r"""``pgm_torch``: the ``pgm`` problem solved the torch way, with autograd and
-:class:`proxmf_bench.solve.optim.PGM`.
+:class:`proxmf_bench.solve.optim.ProxSGD`.
 
 Each iteration is two customary ``zero_grad() / loss.backward() / step()`` rounds, first with
 only :math:`H` requiring a gradient, then only :math:`W`, on
@@ -31,11 +31,11 @@ from __future__ import annotations
 import torch
 
 from proxmf_bench.plugin.hookspecs import hookimpl
-from proxmf_bench.solve.optim import PGM
+from proxmf_bench.plugin.specs import Param
 from proxmf_bench.problem.problem import Problem
+from proxmf_bench.solve.optim import ProxSGD
 from proxmf_bench.solve.proxgrad import BoundProx, lipschitz, load_eigensolver, prox_solver_spec, safe_step
 from proxmf_bench.solvers.pgm import STEP_SCALE
-from proxmf_bench.plugin.specs import Param
 
 
 class TorchPGM:
@@ -68,7 +68,7 @@ class TorchPGM:
         groups = [{"params": [self.H], "prox": self.prox_H}]
         if not self.fixed_W:
             groups.append({"params": [self.W], "prox": self.prox_W})
-        self.optimizer = PGM(groups, lr=1.0, **self.options)
+        self.optimizer = ProxSGD(groups, lr=1.0, **self.options)
 
     def _half_step(self, group: dict, gram: torch.Tensor, W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
         """One optimizer round; returns its loss (at the factors before the update)."""
@@ -129,7 +129,7 @@ def proxmf_register_solvers(register):
                 Param("dampening", 0.0, float, "optimizer dampening", low=0.0, high=1.0),
                 Param("nesterov", False, bool, "Nesterov momentum (needs momentum > 0, dampening 0)"),
             ),
-            summary="pgm through torch.optim (proxmf_bench.solve.optim.PGM) and autograd",
+            summary="pgm through torch.optim (proxmf_bench.solve.optim.ProxSGD) and autograd",
             check=_check_nesterov,
         )
     )

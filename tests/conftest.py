@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from proxmf_bench.problem.data_files import ENV_DATA, default_data_dir
 from proxmf_bench.datasets.hsi import SCENES
+from proxmf_bench.plugin.data_files import ENV_DATA, default_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_HSI_COPY = REPO.parent / "shared" / "data" / "hsi"

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from proxmf_bench.errors import UserError
 from proxmf_bench.results.analysis import (
     add_suboptimality,
     cell_summary,
@@ -15,7 +16,6 @@ from proxmf_bench.results.analysis import (
     run_labels,
     time_to_tolerance,
 )
-from proxmf_bench.errors import UserError
 
 
 def _rows(solver, seed, points, run="r", device="cpu", dataset="d", dtype="float64", stop="max_iter", error=""):

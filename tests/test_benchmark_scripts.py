@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from proxmf_bench.plugin.registry import load_registry
-from proxmf_bench.problem.problem import Problem, initial_factors
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.start import initial_factors
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from proxmf_bench import SolverSpec, run_benchmark
-from proxmf_bench.solve import blackbox
-from proxmf_bench.solve.blackbox import BlackBoxSolver, is_black_box
 from proxmf_bench.plugin.registry import load_registry
-from proxmf_bench.run.schedule import RecordSchedule
 from proxmf_bench.plugin.specs import Param
+from proxmf_bench.run import harness
+from proxmf_bench.run.schedule import RecordSchedule
+from proxmf_bench.solve.blackbox import BlackBoxSolver, is_black_box
 from proxmf_bench.solvers.mu import MU
 
 SMALL = "synthetic[m=30,n=20,rank=3]"
@@ -45,7 +45,7 @@ class CountingMU(BlackBoxSolver):
         solver.init(problem, W0, H0)
         for _ in range(n_iter):
             solver.step()
-        blackbox.clock.now += n_iter
+        harness.clock.now += n_iter
         W, H = solver.factors()
         W0.fill_(-1.0)  # scribbling on its inputs must not leak into the next call
         return (W * math.inf, H) if n_iter == self.blow_up_at else (W, H)
@@ -58,7 +58,7 @@ def counting(monkeypatch):
         name="counting", factory=CountingMU,
         params=(Param("fail_at", 0, int), Param("blow_up_at", 0, int), Param("interrupt_at", 0, int)),
     )
-    monkeypatch.setattr(blackbox, "clock", FakeClock())
+    monkeypatch.setattr(harness, "clock", FakeClock())
     CountingMU.calls = []
     return registry
 

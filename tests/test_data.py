@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HSI_MISSING, HSI_DATA, needs_hsi
-from proxmf_bench.problem import data_files as data
+from conftest import HSI_DATA, needs_hsi
 from proxmf_bench.cli import main
 from proxmf_bench.errors import DataError
 from proxmf_bench.plugin.specs import DataFile
+from proxmf_bench.plugin import data_files as data
 
 PAYLOAD = b"hyperspectral bytes " * 5000
 PAYLOAD_FILE = DataFile("scene/cube.bin", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD))

@@ -13,11 +13,13 @@ import torch
 from proxmf_bench import load_results
 from proxmf_bench.cli import main
 from proxmf_bench.errors import DataError
-from proxmf_bench.run.harness import STOP_REASONS, Cell, Limits, run_cell
 from proxmf_bench.plugin.registry import load_registry
-from proxmf_bench.problem.problem import Problem, initial_factors
-from proxmf_bench.run.schedule import RecordSchedule
 from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.start import initial_factors
+from proxmf_bench.run.cells import STOP_REASONS, Cell, Limits
+from proxmf_bench.run.harness import run_cell
+from proxmf_bench.run.schedule import RecordSchedule
 
 PLUGINS = Path(__file__).parent / "plugins"
 

@@ -4,15 +4,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import torch
 
 from proxmf_bench import run_benchmark
-from proxmf_bench.run.harness import Cell, Limits, _Interrupted, run_cell
 from proxmf_bench.plugin.registry import load_registry
-from proxmf_bench.problem.problem import StartingPoint, initial_factors
-from proxmf_bench.run.schedule import RecordSchedule
 from proxmf_bench.plugin.selection import select
+from proxmf_bench.problem.start import StartingPoint, initial_factors
+from proxmf_bench.run.cells import Cell, Limits
+from proxmf_bench.run.harness import Interrupted, run_cell
+from proxmf_bench.run.schedule import RecordSchedule
 from proxmf_bench.solvers.mu import MU
 
 BAD = str(Path(__file__).parent / "plugins" / "bad_things.py")
@@ -148,7 +148,7 @@ def test_iteration_zero_uses_the_start_loss_only_for_the_start_itself(bad_regist
 
 
 def test_an_interrupted_cell_keeps_the_metrics_of_its_records(bad_registry):
-    class Interrupted(MU):
+    class CtrlCAfterFour(MU):
         def step(self):
             super().step()
             if self.steps == 4:
@@ -159,8 +159,8 @@ def test_an_interrupted_cell_keeps_the_metrics_of_its_records(bad_registry):
 
     problem, cell = _small_cell(bad_registry)
     W0, H0 = initial_factors(problem, 0)
-    with pytest.raises(_Interrupted) as stopped:
-        run_cell(Interrupted, cell, problem, W0, H0, Limits(max_iter=50), RecordSchedule())
+    with pytest.raises(Interrupted) as stopped:
+        run_cell(CtrlCAfterFour, cell, problem, W0, H0, Limits(max_iter=50), RecordSchedule())
     records = stopped.value.result.records
     assert stopped.value.result.stop_reason == "interrupted"
     assert [rec["iteration"] for rec in records] == [0, 1, 2, 3, 4]

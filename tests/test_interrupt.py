@@ -73,7 +73,7 @@ def test_sigint_with_jobs_then_resume_completes_the_grid(tmp_path):
     finished_before = set(stops[stops != "interrupted"].index)
     assert len(kept) == len(finished_before)
 
-    assert main(["run", "--resume", str(out)]) == 0  # plugin file and grid come from grid.json
+    assert main(["run", "--resume", str(out), "--plugin", BAD]) == 0  # the grid comes from grid.json
     final = pd.read_parquet(out / "results.parquet")
     stops = final.groupby(["solver", "seed"]).stop_reason.last()
     assert len(stops) == 4 and "interrupted" not in set(stops)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from proxmf_bench.datasets.synthetic import make_synthetic
-from proxmf_bench.problem.problem import initial_factors
+from proxmf_bench.problem.start import initial_factors
 from proxmf_bench.solvers.mu import MU
 
 

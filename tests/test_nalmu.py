@@ -18,7 +18,7 @@ from proxmf_bench.nalmu.model import (
     normalize_columns,
     save_weights,
 )
-from proxmf_bench.problem.problem import initial_factors
+from proxmf_bench.problem.start import initial_factors
 from proxmf_bench.solvers.mu import MU
 from proxmf_bench.solvers.nalmu import NALMUSolver
 

@@ -1,4 +1,4 @@
-"""proxmf_bench.solve.optim.PGM: the functional kernel alone, then the optimizer in a torch loop."""
+"""proxmf_bench.solve.optim.ProxSGD: the functional kernel alone, then the optimizer in a torch loop."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pytest
 import torch
 from scipy.optimize import nnls
 
-from proxmf_bench.solve.optim import PGM, pgm
+from proxmf_bench.solve.optim import ProxSGD, prox_sgd
 from proxmf_bench.solve.prox import prox_l1, prox_nonneg, prox_simplex
 
 
 def _kernel(params, grads, buffers, **options):
     defaults = dict(lr=0.1, prox=None, prox_kwargs={}, momentum=0.0, dampening=0.0, nesterov=False)
-    pgm(params, grads, buffers, **{**defaults, **options})
+    prox_sgd(params, grads, buffers, **{**defaults, **options})
 
 
 def test_kernel_plain_step_is_prox_of_gradient_step():
@@ -45,7 +45,7 @@ def test_without_prox_it_matches_torch_sgd(options):
     b = torch.randn(8, dtype=torch.float64)
     x0 = torch.randn(4, dtype=torch.float64)
     trajectories = []
-    for cls in (PGM, torch.optim.SGD):
+    for cls in (ProxSGD, torch.optim.SGD):
         x = x0.clone().requires_grad_(True)
         opt = cls([x], lr=0.02, **options)
         for _ in range(15):
@@ -65,7 +65,7 @@ def test_solves_nonnegative_least_squares_in_the_customary_loop(options):
     assert (expected == 0).any() and (expected > 0).any()  # the constraint is active
     x = torch.zeros(6, dtype=torch.float64, requires_grad=True)
     lr = 1.0 / float(torch.linalg.eigvalsh(A.T @ A)[-1])
-    opt = PGM([x], lr=lr, prox=prox_nonneg, **options)
+    opt = ProxSGD([x], lr=lr, prox=prox_nonneg, **options)
     for _ in range(500):
         opt.zero_grad()
         loss = 0.5 * (A @ x - b).pow(2).sum()
@@ -77,7 +77,7 @@ def test_solves_nonnegative_least_squares_in_the_customary_loop(options):
 def test_parameter_groups_carry_their_own_prox_and_step():
     W = torch.tensor([[-1.0, 2.0], [3.0, -4.0]], requires_grad=True)
     H = torch.tensor([[0.2, 0.9], [0.5, 0.3]], requires_grad=True)
-    opt = PGM([{"params": [W], "prox": prox_nonneg, "lr": 0.1},
+    opt = ProxSGD([{"params": [W], "prox": prox_nonneg, "lr": 0.1},
                {"params": [H], "prox": prox_simplex, "prox_kwargs": {"s": 1.0}, "lr": 0.01}])
     opt.zero_grad()
     (W * H).sum().backward()
@@ -92,7 +92,7 @@ def test_parameter_groups_carry_their_own_prox_and_step():
 def test_closure_parameters_without_gradient_and_state():
     x = torch.ones(3, requires_grad=True)
     y = torch.ones(3, requires_grad=True)  # never gets a gradient: left alone
-    opt = PGM([x, y], lr=0.5, prox=prox_nonneg, momentum=0.9)
+    opt = ProxSGD([x, y], lr=0.5, prox=prox_nonneg, momentum=0.9)
 
     def closure():
         opt.zero_grad()
@@ -109,8 +109,8 @@ def test_closure_parameters_without_gradient_and_state():
 def test_invalid_settings_are_rejected():
     x = torch.zeros(2, requires_grad=True)
     with pytest.raises(ValueError, match="learning rate"):
-        PGM([x], lr=-1.0)
+        ProxSGD([x], lr=-1.0)
     with pytest.raises(ValueError, match="Nesterov"):
-        PGM([x], lr=0.1, nesterov=True)
+        ProxSGD([x], lr=0.1, nesterov=True)
     with pytest.raises(TypeError, match="callable"):
-        PGM([x], lr=0.1, prox="nonneg")
+        ProxSGD([x], lr=0.1, prox="nonneg")

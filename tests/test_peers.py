@@ -9,8 +9,9 @@ import torch
 from proxmf_bench import run_benchmark
 from proxmf_bench.cli import main
 from proxmf_bench.plugin.registry import load_registry
-from proxmf_bench.problem.problem import Problem, initial_factors
 from proxmf_bench.plugin.selection import select
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.start import initial_factors
 
 PEERS = {
     "sklearn_mu": "sklearn", "sklearn_cd": "sklearn", "tensorly_mu": "tensorly",

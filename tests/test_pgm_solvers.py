@@ -10,10 +10,11 @@ import pytest
 import torch
 from scipy.optimize import nnls
 
-from proxmf_bench.errors import UserError
-from proxmf_bench.problem.problem import Problem, initial_factors
-from proxmf_bench.plugin.selection import select
 from conftest import cuda
+from proxmf_bench.errors import UserError
+from proxmf_bench.plugin.selection import select
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.start import initial_factors
 
 VARIANTS = [
     "pgm", "pgm[backtracking=true]", "pgm_momentum", "fista[restart=function]",

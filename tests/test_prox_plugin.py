@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import REPO
 from proxmf_bench import cli
 from proxmf_bench.plugin.registry import load_registry
-from proxmf_bench.problem.problem import initial_factors
 from proxmf_bench.plugin.selection import select
-from conftest import REPO
+from proxmf_bench.problem.start import initial_factors
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from proxmf_bench.cli import main
-from proxmf_bench.results.figures import Style, format_seconds
 from proxmf_bench.plugin.registry import load_registry
+from proxmf_bench.results.figures import Style, format_seconds
 from proxmf_bench.results.report import build_report, output_paths
 from proxmf_bench.run.runner import run_benchmark
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import HSI_DATA, needs_hsi
 
+from conftest import HSI_DATA, needs_hsi
 from proxmf_bench import load_results, run_benchmark
 from proxmf_bench.errors import UserError
 from proxmf_bench.results.table import comparable

@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from proxmf_bench.run.harness import Cell, Limits, run_cell
 from proxmf_bench.nalmu.model import NALMU, NALMUConfig, save_weights
-from proxmf_bench.problem.problem import Problem, initial_factors
-from proxmf_bench.run.schedule import RecordSchedule
 from proxmf_bench.plugin.selection import select
-from proxmf_bench.solvers.nalmu import NALMUSolver, resolve_params
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.start import initial_factors
+from proxmf_bench.run.cells import Cell, Limits
+from proxmf_bench.run.harness import run_cell
+from proxmf_bench.run.schedule import RecordSchedule
 from proxmf_bench.solvers.mu import MU
+from proxmf_bench.solvers.nalmu import NALMUSolver, resolve_params
 
 # every built-in stepped solver variant that has loss(); test_every_solver_with_loss_is_covered
 # fails when a new one is not listed here

@@ -10,9 +10,7 @@ import torch
 
 from proxmf_bench.cli import main
 from proxmf_bench.errors import UserError
-from proxmf_bench.problem.metrics import match_components
 from proxmf_bench.nalmu.model import NALMU, NALMUConfig, load_weights
-from proxmf_bench.results.table import load_results
 from proxmf_bench.nalmu.train import (
     Batch,
     TrainSettings,
@@ -22,6 +20,8 @@ from proxmf_bench.nalmu.train import (
     supervised_loss,
     training_data,
 )
+from proxmf_bench.problem.metrics import match_components
+from proxmf_bench.results.table import load_results
 
 TINY_NNLS = "nnls_toy[m=10,n=40,rank=3]"
 

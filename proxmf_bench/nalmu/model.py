@@ -12,7 +12,7 @@ elementwise by nonnegative weights :math:`A_H^k`, :math:`A_W^k`:
               \frac{Y H^{k+1\top}}{\max(W^k H^{k+1} H^{k+1\top}, \epsilon)},\ \epsilon\Big).
 
 ``W`` uses the freshly updated ``H``. All-ones weights give the ``mu`` solver exactly, iterate
-for iterate (the ratios are computed by the same functions). In the NNLS form
+for iterate (both call the kernels of :mod:`proxmf_bench.solve.mu`). In the NNLS form
 (``fixed_W=True``) ``W`` is known and only ``H`` is updated.
 
 Weight shapes (``A_W`` is ``m x r`` and ``A_H`` is ``r x 1`` broadcast over the pixels, so one
@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.solvers.mu import mu_ratio_H, mu_ratio_W
+from proxmf_bench.solve.mu import mu_update_H, mu_update_W
 
 WEIGHT_SHAPES = ("full", "component", "scalar")
 FILE_FORMAT = "proxmf-bench/nalmu-weights"
@@ -133,14 +133,14 @@ def nalmu_update_H(
     Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, A_H: torch.Tensor, eps: float
 ) -> torch.Tensor:
     """One weighted MU step on ``H``, out of place (differentiable in ``A_H``, ``W``, ``H``)."""
-    return (H * A_H * mu_ratio_H(Y, W, H, eps)).clamp_min(eps)
+    return mu_update_H(H, W.mT @ Y, W.mT @ W, eps, A_H)
 
 
 def nalmu_update_W(
     Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, A_W: torch.Tensor, eps: float
 ) -> torch.Tensor:
     """One weighted MU step on ``W``, out of place (differentiable in ``A_W``, ``W``, ``H``)."""
-    return (W * A_W * mu_ratio_W(Y, W, H, eps)).clamp_min(eps)
+    return mu_update_W(W, Y @ H.mT, H @ H.mT, eps, A_W)
 
 
 @dataclass(frozen=True)

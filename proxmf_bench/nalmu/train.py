@@ -27,7 +27,7 @@ a real scene. A fraction of the problems is held out for validation; the weights
 lowest validation loss are kept (the untrained all-ones weights, i.e. MU, count as epoch 0,
 so the result is never worse than MU on the validation set). Initial factors (``init``) are
 those the benchmark harness would use for the same problem
-(:func:`~proxmf_bench.problem.problem.initial_factors`), or, with ``init=ones``, the same ``W0`` and
+(:func:`~proxmf_bench.problem.start.initial_factors`), or, with ``init=ones``, the same ``W0`` and
 an all-ones ``H0`` as in the chapter's toy example. The multiplicative step on ``H`` forgets
 the scale of each column of ``H0`` but not its direction, and weights trained from one start
 need not help from another: ``nalmu[weights=FILE]`` in ``proxmf-bench run`` starts from the
@@ -52,7 +52,10 @@ from scipy.optimize import linear_sum_assignment
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.nalmu.model import NALMU, NALMUConfig, save_weights
-from proxmf_bench.problem.problem import Problem, initial_factors
+from proxmf_bench.plugin.registry import Registry
+from proxmf_bench.plugin.selection import select
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.start import initial_factors
 
 NU_SCHEDULES = ("logspace", "last", "uniform")
 W_LOSSES = ("sq", "sad")
@@ -364,7 +367,7 @@ def _held_out_count(total: int, val_fraction: float) -> int:
 
 def training_data(
     dataset: str,
-    registry: Any,
+    registry: Registry,
     split: str = "seeds",
     problems: int = 20,
     val_fraction: float = 0.2,
@@ -375,8 +378,6 @@ def training_data(
     init: str = "harness",
 ) -> TrainingData:
     """Training and held-out examples from one registered dataset (module docstring)."""
-    from proxmf_bench.plugin.selection import select
-
     if init not in INITS:
         raise UserError(f"--init {init!r} is not one of {', '.join(INITS)}")
 
@@ -432,7 +433,7 @@ class TrainReport:
 
 
 def train_nalmu(
-    registry: Any,
+    registry: Registry,
     dataset: str,
     out: str | os.PathLike,
     layers: int = 25,

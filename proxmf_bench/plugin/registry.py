@@ -14,8 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -24,8 +23,8 @@ from typing import Any
 
 import pluggy
 
+from proxmf_bench.errors import PluginError, PluginUnavailable, UserError, describe_exception, did_you_mean
 from proxmf_bench.plugin import hookspecs
-from proxmf_bench.errors import PluginError, PluginUnavailable, UserError
 from proxmf_bench.plugin.specs import DatasetSpec, ProxSpec, SolverSpec
 
 ENV_PLUGINS = "PROXMF_BENCH_PLUGINS"
@@ -103,16 +102,13 @@ class Registry:
         return [p for p in self.plugins if p.skipped]
 
 
-def lookup_spec(table: dict[str, Any], name: str, noun: str) -> Any:
-    from proxmf_bench.plugin.selection import did_you_mean
-
+def lookup_spec(table: Mapping[str, Any], name: str, noun: str) -> Any:
+    """``table[name]``, or a :class:`UserError` naming the close match and what is available."""
     try:
         return table[name]
     except KeyError:
         known = ", ".join(sorted(table)) or "none registered"
-        raise UserError(
-            f"unknown {noun} {name!r}{did_you_mean(name, table)} (available: {known})"
-        ) from None
+        raise UserError(f"unknown {noun} {name!r}{did_you_mean(name, table)} (available: {known})") from None
 
 
 def load_registry(
@@ -202,12 +198,7 @@ def _register_specs(
 
 
 def _fail(info: PluginInfo, exc: Exception, strict: bool) -> None:
-    if isinstance(exc, PluginError):
-        info.error = str(exc)
-    else:
-        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        where = f" ({Path(last[0].filename).name}:{last[0].lineno})" if last else ""
-        info.error = f"{type(exc).__name__}: {exc}{where}"
+    info.error = str(exc) if isinstance(exc, PluginError) else describe_exception(exc)
     if strict:
         raise PluginError(f"plugin {info.name!r} ({info.origin}) failed: {info.error}") from exc
 

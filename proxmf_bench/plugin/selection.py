@@ -12,15 +12,15 @@ Cartesian product of variants.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from proxmf_bench.errors import UserError
+from proxmf_bench.plugin.registry import Registry, lookup_spec
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
@@ -44,12 +44,6 @@ class Variant:
 def _json_default(value: Any) -> Any:
     name = getattr(value, "name", None)
     return name if name is not None else str(value)
-
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest candidate, or an empty string."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
@@ -116,14 +110,12 @@ def format_label(name: str, shown: Mapping[str, Any]) -> str:
     return f"{name}[{inner}]"
 
 
-def select(text: str, table: Mapping[str, Any], registry: Any, noun: str) -> list[Variant]:
+def select(text: str, table: Mapping[str, Any], registry: Registry, noun: str) -> list[Variant]:
     """Resolve a selection string against ``table`` (name -> spec) into variants.
 
     ``all`` selects every spec with its default grid; a bare name uses that spec's grid;
     explicit parameters override the grid for the keys they name.
     """
-    from proxmf_bench.plugin.registry import lookup_spec
-
     if not text or not text.strip():
         raise UserError(f"empty {noun} selection")
     try:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from proxmf_bench.errors import UserError
+from proxmf_bench.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
     import torch
 
-    from proxmf_bench.plugin.registry import Registry
     from proxmf_bench.problem.problem import Problem
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -96,8 +95,6 @@ def coerce_params(
     declared: tuple[Param, ...], given: Mapping[str, Any], owner: str
 ) -> dict[str, Any]:
     """Defaults overlaid with ``given``, each value coerced; unknown names are an error."""
-    from proxmf_bench.plugin.selection import did_you_mean
-
     by_name = {p.name: p for p in declared}
     unknown = [k for k in given if k not in by_name]
     if unknown:
@@ -128,19 +125,49 @@ class Solver(Protocol):
     # instead of an m x n x r product. It must agree with ``Problem.loss`` up to rounding.
 
 
-ParamResolver = Callable[[Mapping[str, Any], "Registry"], dict[str, Any]]
+class SpecLookup(Protocol):
+    """What a parameter resolver may look up: registered specs by name (the registry,
+    :class:`proxmf_bench.plugin.registry.Registry`, is one)."""
+
+    def get_solver(self, name: str) -> SolverSpec: ...
+
+    def get_dataset(self, name: str) -> DatasetSpec: ...
+
+    def get_prox(self, name: str) -> ProxSpec: ...
+
+
+ParamResolver = Callable[[Mapping[str, Any], SpecLookup], dict[str, Any]]
+
+
+class ResolvableSpec:
+    """Parameter resolution shared by solver and dataset specs.
+
+    A spec coerces the given values against its declared ``params``, unless it has a
+    ``resolve_params(given, registry)`` of its own (the PGM family uses one to accept the
+    parameters of whichever prox operator is chosen, the synthetic family to expand presets).
+    """
+
+    kind: ClassVar[str]
+    name: str
+    params: tuple[Param, ...]
+    resolve_params: ParamResolver | None
+
+    def resolve(self, given: Mapping[str, Any], registry: SpecLookup) -> dict[str, Any]:
+        if self.resolve_params is not None:
+            return self.resolve_params(given, registry)
+        return coerce_params(self.params, given, f"{self.kind} {self.name}")
 
 
 @dataclass(frozen=True)
-class SolverSpec:
+class SolverSpec(ResolvableSpec):
     """A named solver family.
 
     ``factory(**params)`` builds a fresh solver. ``grid`` maps parameter names to the values
     that ``all`` (and a bare ``name``) expands into; a list value gives one variant per entry.
-    ``resolve_params(given, registry)``, when set, replaces the default coercion of
-    ``params`` (PGM uses it to accept the parameters of whichever prox operator is chosen).
+    ``resolve_params(given, registry)``: see :class:`ResolvableSpec`.
     """
 
+    kind: ClassVar[str] = "solver"
     name: str
     factory: Callable[..., Solver]
     params: tuple[Param, ...] = ()
@@ -148,15 +175,10 @@ class SolverSpec:
     summary: str = ""
     resolve_params: ParamResolver | None = None
 
-    def resolve(self, given: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
-        if self.resolve_params is not None:
-            return self.resolve_params(given, registry)
-        return coerce_params(self.params, given, f"solver {self.name}")
-
 
 @dataclass(frozen=True)
 class DataFile:
-    """A file that a dataset reads from the data directory (see :mod:`proxmf_bench.problem.data_files`).
+    """A file that a dataset reads from the data directory (see :mod:`proxmf_bench.plugin.data_files`).
 
     ``path`` is relative to the data directory, ``/``-separated (``"samson/Samson.mat"``);
     ``sha256`` and ``size`` (bytes) identify the one valid copy; ``url``, when set, is a
@@ -170,27 +192,22 @@ class DataFile:
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSpec(ResolvableSpec):
     """A named dataset family. ``load(params, seed, device, dtype)`` returns a ``Problem``.
 
     ``files`` lists the data files ``load`` needs (checked and fetched by ``proxmf-bench
-    data``). ``resolve_params(given, registry)``, when set, replaces the default coercion of
-    ``params`` (the synthetic family uses it to expand its ``size`` presets).
+    data``). ``resolve_params(given, registry)``: see :class:`ResolvableSpec`.
     """
 
+    kind: ClassVar[str] = "dataset"
     name: str
-    load: Callable[[Mapping[str, Any], int, "torch.device", "torch.dtype"], Problem]
+    load: Callable[[Mapping[str, Any], int, torch.device, torch.dtype], Problem]
     params: tuple[Param, ...] = ()
     grid: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
     ground_truth: bool = False
     files: tuple[DataFile, ...] = ()
     resolve_params: ParamResolver | None = None
-
-    def resolve(self, given: Mapping[str, Any], registry: Registry) -> dict[str, Any]:
-        if self.resolve_params is not None:
-            return self.resolve_params(given, registry)
-        return coerce_params(self.params, given, f"dataset {self.name}")
 
 
 @dataclass(frozen=True)
@@ -207,11 +224,11 @@ class ProxSpec:
     """
 
     name: str
-    fn: Callable[..., "torch.Tensor"]
+    fn: Callable[..., torch.Tensor]
     params: tuple[Param, ...] = ()
     summary: str = ""
-    penalty: Callable[..., "torch.Tensor"] | None = None
-    inplace: Callable[..., "torch.Tensor"] | None = None
+    penalty: Callable[..., torch.Tensor] | None = None
+    inplace: Callable[..., torch.Tensor] | None = None
 
     def __call__(self, X: torch.Tensor, step: float, **params: Any) -> torch.Tensor:
         return self.fn(X, step, **params)

@@ -42,7 +42,6 @@ from scipy.optimize import linear_sum_assignment
 
 from proxmf_bench.problem.problem import Problem
 
-
 # angles within this many degrees of 0 or 180 are recomputed from differences of unit vectors
 _REFINE_DEG = 10.0
 

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shlex
+from importlib.metadata import PackageNotFoundError, version
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from proxmf_bench import __version__
+from proxmf_bench.errors import UserError
 from proxmf_bench.results.analysis import (
     PROBLEM_KEYS,
     TOLERANCES,
@@ -38,7 +39,6 @@ from proxmf_bench.results.analysis import (
     load_runs,
     metric_columns,
 )
-from proxmf_bench.errors import UserError
 from proxmf_bench.results.figures import (
     FORMATS,
     Style,
@@ -345,9 +345,16 @@ def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Sect
         *(_section_html(s, style, frame) for s in sections),
         f"<p class='muted' style='margin-top:3em'>Figures as {_e(', '.join(f.upper() for f in formats))}, and the summary "
         f"tables as CSV, are in <span class='mono'>{_e(fig_dir)}</span>. Made by proxmf-bench "
-        f"{_e(__version__)}.</p>",
+        f"{_e(_version())}.</p>",
     ]
     return ("<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
             "<title>proxmf-bench report</title>\n"
             f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(p for p in body if p) + "\n</body>\n</html>\n")
+
+
+def _version() -> str:
+    try:
+        return version("proxmf-bench")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"

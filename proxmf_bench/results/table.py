@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence

@@ -20,13 +20,11 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from proxmf_bench.errors import UserError
+from proxmf_bench.errors import UserError, describe_exception
+from proxmf_bench.run.cells import Cell, CellResult, failed_result
 from proxmf_bench.run.isolation import CellWorker
-
-if TYPE_CHECKING:
-    from proxmf_bench.run.harness import Cell, CellResult
 
 CONNECT_TIMEOUT = "20s"
 
@@ -91,8 +89,6 @@ def run_dask(
     As many cells are in flight as the cluster has worker threads; each result goes to
     ``on_result`` when it arrives. Returns ``True`` if Ctrl-C stopped the run.
     """
-    from proxmf_bench.run.harness import CellResult, _describe, failed_result
-
     Client, LocalCluster, as_completed = import_dask()
     cluster = None
     if scheduler is None:
@@ -128,7 +124,7 @@ def run_dask(
             except UserError:
                 raise
             except Exception as exc:  # KilledWorker, a lost worker, a broken environment
-                result = failed_result(cells[index], "error", f"dask task failed: {_describe(exc)}")
+                result = failed_result(cells[index], "error", f"dask task failed: {describe_exception(exc)}")
             on_result(result)
             if queue:
                 submit()

@@ -10,21 +10,77 @@ cell, in order.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
+import torch
+
 from proxmf_bench.errors import UserError
-from proxmf_bench.run.harness import Cell, Limits, build_cells
-from proxmf_bench.plugin.registry import ENV_PLUGINS, Registry
+from proxmf_bench.plugin.registry import Registry
 from proxmf_bench.plugin.selection import Variant, select
+from proxmf_bench.run.cells import Cell, Limits
 
 MANIFEST_FORMAT = 1
 
 # Above this many cells a grid is almost surely a typo (--seeds 1000000000): refused before
 # the cell list is built.
 MAX_CELLS = 1_000_000
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def parse_devices(text: str, require_available: bool = True) -> list[str]:
+    """``"cpu,cuda"`` -> ``["cpu", "cuda:0"]``; CUDA asked for but absent is a ``UserError``.
+
+    ``require_available=False`` skips that check (cells run on other machines: dask).
+    """
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            raise UserError(f"empty device in {text!r}")
+        try:
+            dev = torch.device(item)
+        except (RuntimeError, ValueError):
+            raise UserError(f"unknown device {item!r} (use cpu, cuda or cuda:N)") from None
+        if dev.type == "cuda" and not require_available:
+            dev = torch.device("cuda", 0 if dev.index is None else dev.index)
+        elif dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise UserError(f"device {item!r} requested but CUDA is not available on this machine")
+            index = 0 if dev.index is None else dev.index
+            if index >= torch.cuda.device_count():
+                raise UserError(f"device {item!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            dev = torch.device("cuda", index)
+        elif dev.type != "cpu":
+            raise UserError(f"unsupported device {item!r} (use cpu, cuda or cuda:N)")
+        name = str(dev)
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def parse_dtypes(text: str) -> list[str]:
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if item not in DTYPES:
+            raise UserError(f"unknown dtype {item!r} (use {', '.join(DTYPES)})")
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def build_cells(
+    solvers: list[Variant], datasets: list[Variant], devices: list[str], dtypes: list[str], seeds: list[int]
+) -> list[Cell]:
+    """Cells in execution order: each problem is loaded once for all its solvers."""
+    return [
+        Cell(s, d, dev, dt, seed)
+        for d in datasets
+        for seed in seeds
+        for dev in devices
+        for dt in dtypes
+        for s in solvers
+    ]
 
 
 @dataclass(frozen=True)
@@ -85,13 +141,6 @@ def manifest(run_id: str, spec: GridSpec, registry: Registry, cells: list[Cell])
         "env_files": source.get("env_files", []),
         "cells": [{"id": c.id, **_brief(c)} for c in cells],
     }
-
-
-def saved_plugin_files(saved: dict[str, Any]) -> list[str]:
-    """The plugin files a resumed run loads: its ``--plugin`` files, and the files its
-    ``$PROXMF_BENCH_PLUGINS`` named that the environment no longer names."""
-    current = {str(Path(p).expanduser().absolute()) for p in os.environ.get(ENV_PLUGINS, "").split(os.pathsep) if p}
-    return [*saved["plugin_files"], *(f for f in saved.get("env_files", []) if f not in current)]
 
 
 def _brief(cell: Cell) -> dict[str, Any]:

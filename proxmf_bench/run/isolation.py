@@ -25,12 +25,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import wait
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from proxmf_bench.errors import UserError
-
-if TYPE_CHECKING:
-    from proxmf_bench.run.harness import Cell, CellResult
+from proxmf_bench.errors import UserError, describe_exception
+from proxmf_bench.run.cells import Cell, CellResult, failed_result
 
 # The parent-side code here does not import torch: a dask worker only relays cells to its
 # worker processes, which import it themselves.
@@ -219,8 +217,6 @@ def run_local_pool(
     Returns ``True`` if Ctrl-C stopped the run (the running cells then recorded as
     ``interrupted``), ``False`` when every cell finished.
     """
-    from proxmf_bench.run.harness import CellResult
-
     queue = deque(pending)
     workers: list[CellWorker] = []
     try:
@@ -260,8 +256,6 @@ def run_local_pool(
 
 def _replace(workers, worker, needed: bool, payload, max_memory, on_result, cells, reason: str) -> None:
     """Record the dead worker's cell as an error; put a fresh worker in its place if ``needed``."""
-    from proxmf_bench.run.harness import failed_result
-
     index = worker.index
     if needed:
         workers[workers.index(worker)] = CellWorker(payload, max_memory)
@@ -273,8 +267,6 @@ def _replace(workers, worker, needed: bool, payload, max_memory, on_result, cell
 
 def _collect_interrupted(workers: list[CellWorker], cells: list[Cell], on_result) -> None:
     """After Ctrl-C: the partial results of the running cells, or a placeholder for each."""
-    from proxmf_bench.run.harness import CellResult, failed_result
-
     busy = [w for w in workers if w.busy and w.proc.poll() is None]
     for worker in busy:
         worker.interrupt()
@@ -340,14 +332,14 @@ def _worker_main() -> int:
     try:
         registry, cells, limits = _setup(payload, max_memory)
     except Exception as exc:  # reported to the parent, which stops with this message
-        from proxmf_bench.run.harness import _describe
-
-        _send(proto_out, ("fatal", _describe(exc)))
+        _send(proto_out, ("fatal", describe_exception(exc)))
         return 1
     _send(proto_out, ("ready", len(cells)))
 
-    from proxmf_bench.run.harness import ProblemCache, _Interrupted, failed_result, run_grid_cell
+    # the worker's own imports: torch and the harness (the parent side never needs them)
+    from proxmf_bench.run.harness import Interrupted
     from proxmf_bench.run.schedule import RecordSchedule
+    from proxmf_bench.run.serial import ProblemCache, run_grid_cell
 
     cache = ProblemCache(registry)
     schedule = RecordSchedule()
@@ -363,7 +355,7 @@ def _worker_main() -> int:
         try:
             state.running = True
             result = run_grid_cell(registry, cells[index], limits, schedule, cache)
-        except _Interrupted as stop:
+        except Interrupted as stop:
             result = stop.result
         except KeyboardInterrupt:
             result = failed_result(cells[index], "interrupted", "interrupted by the user")
@@ -376,9 +368,9 @@ def _worker_main() -> int:
 def _setup(payload: dict[str, Any], max_memory: int | None):
     import torch
 
-    from proxmf_bench.problem.data_files import ENV_DATA
-    from proxmf_bench.run.grid import GridSpec
     from proxmf_bench.plugin.registry import load_registry
+    from proxmf_bench.plugin.data_files import ENV_DATA
+    from proxmf_bench.run.grid import GridSpec
 
     spec = GridSpec.from_dict(payload["grid"])
     if payload.get("data_dir"):  # this process is the run's own: the environment is ours to set

@@ -9,7 +9,7 @@ import sys
 
 from tqdm import tqdm
 
-from proxmf_bench.run.harness import Cell, CellObserver, CellResult
+from proxmf_bench.run.cells import Cell, CellObserver, CellResult
 
 
 class ProgressBars(CellObserver):

@@ -13,46 +13,133 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from proxmf_bench.run import environment
-from proxmf_bench.problem.data_files import check_root, use_data_dir
-from proxmf_bench.problem.data_files import data_dir as resolve_data_dir
 from proxmf_bench.errors import UserError
-from proxmf_bench.run.grid import GridSpec, explain_changes, manifest, saved_plugin_files
-from proxmf_bench.run.harness import (
-    Cell,
-    CellObserver,
-    CellResult,
-    Limits,
-    parse_devices,
-    parse_dtypes,
-    preflight,
-    run_grid,
-)
-from proxmf_bench.run.interrupts import InterruptGuard
 from proxmf_bench.plugin.registry import Registry, load_registry
-from proxmf_bench.run.resources import parse_size
-from proxmf_bench.results.table import META_FILE, concat_frames, load_meta, write_meta, write_results
 from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.plugin.data_files import check_root, use_data_dir
+from proxmf_bench.plugin.data_files import data_dir as resolve_data_dir
+from proxmf_bench.results.table import META_FILE, concat_frames, load_meta, write_meta, write_results
+from proxmf_bench.run import environment
+from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits
+from proxmf_bench.run.grid import GridSpec, explain_changes, manifest, parse_devices, parse_dtypes
+from proxmf_bench.run.interrupts import InterruptGuard
+from proxmf_bench.run.resources import parse_size
+from proxmf_bench.run.serial import preflight, run_grid
 from proxmf_bench.run.store import MANIFEST_FILE, RunStore
 
-DEFAULT_DATASETS = "synthetic"
 DEFAULT_OUT = Path("results")
 BACKENDS = ("local", "dask")
 
-# The grid options of run_benchmark and their defaults. ``None`` in a call means "not given":
-# the default for a new run, the saved value when resuming.
+# The grid options of RunOptions and their defaults. ``None`` means "not given": the default
+# for a new run, the saved value when resuming.
 GRID_DEFAULTS: dict[str, Any] = {
-    "solvers": "all", "datasets": DEFAULT_DATASETS, "devices": "cpu", "dtypes": "float64", "seeds": 1,
+    "solvers": "all", "datasets": "synthetic", "devices": "cpu", "dtypes": "float64", "seeds": 1,
     "max_iter": 200, "max_time": None, "tol": None, "threads": 1,
 }
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to run and how: the ``run`` command's flags.
+
+    Grid options (``solvers`` .. ``threads``) left at ``None`` take their default
+    (``solvers="all"``, ``datasets="synthetic"``, ``devices="cpu"``, ``dtypes="float64"``,
+    ``seeds=1``, ``max_iter=200``, ``threads=1``), or when resuming the value saved with the
+    run. Selections use the ``name[key=value]`` syntax. ``out`` is the run directory (default
+    ``results/<run-id>``); ``data_dir`` is where datasets read their files (default
+    ``$PROXMF_BENCH_DATA``, then a per-user cache directory; see
+    :mod:`proxmf_bench.plugin.data_files`).
+
+    - ``jobs=None`` (default) runs the cells one after another in this process. ``jobs=N``
+      runs them in ``N`` worker processes: a cell that crashes its process, runs past
+      ``cell_timeout`` wall seconds (default ``2 * max_time + 60``; none without
+      ``max_time``) or exceeds ``max_memory`` (bytes, or a size such as ``"4G"``) is recorded
+      as ``error`` and the grid goes on.
+    - ``backend="dask"`` sends the cells to the dask scheduler at ``scheduler``, or to a
+      local cluster of ``jobs`` workers (default: one per CPU) when no address is given.
+    - ``resume=RUN_DIR`` continues a run: finished cells are kept, the others run. Grid
+      options not given are taken from ``RUN_DIR/grid.json``; given ones must describe the
+      same grid, else a ``UserError`` explains what changed.
+    - ``plugin_files`` and ``strict_plugins`` build the registry when none is given.
+    """
+
+    solvers: str | None = None
+    datasets: str | None = None
+    devices: str | None = None
+    dtypes: str | None = None
+    seeds: int | None = None
+    max_iter: int | None = None
+    max_time: float | None = None
+    tol: float | None = None
+    threads: int | None = None
+    out: str | os.PathLike | None = None
+    resume: str | os.PathLike | None = None
+    data_dir: str | os.PathLike | None = None
+    jobs: int | None = None
+    backend: str = "local"
+    scheduler: str | None = None
+    cell_timeout: float | None = None
+    max_memory: int | str | None = None
+    plugin_files: Sequence[str | os.PathLike] = ()
+    strict_plugins: bool = False
+
+    def grid_options(self, saved: dict[str, Any] | None) -> dict[str, Any]:
+        """The grid options: given ones over the saved ones (when resuming) over the defaults."""
+        base = dict(GRID_DEFAULTS)
+        if saved is not None:
+            grid = saved["grid"]
+            base.update({k: grid[k] for k in ("solvers", "datasets", "seeds", "max_iter", "max_time", "tol", "threads")})
+            base.update(devices=",".join(grid["devices"]), dtypes=",".join(grid["dtypes"]))
+        given = {k: getattr(self, k) for k in GRID_DEFAULTS}
+        return {k: v if v is not None else base[k] for k, v in given.items()}
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Checked settings of how cells run (see :class:`RunOptions`); ``max_memory`` in bytes."""
+
+    backend: str
+    jobs: int | None
+    scheduler: str | None
+    cell_timeout: float | None
+    max_memory: int | None
+
+    @property
+    def parallel(self) -> bool:
+        return self.jobs is not None or self.backend == "dask"
+
+    @classmethod
+    def check(cls, options: RunOptions) -> Execution:
+        backend, jobs, scheduler, cell_timeout = options.backend, options.jobs, options.scheduler, options.cell_timeout
+        if backend not in BACKENDS:
+            raise UserError(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
+        if jobs is not None and jobs < 1:
+            raise UserError(f"--jobs must be >= 1, got {jobs}")
+        if scheduler is not None and backend != "dask":
+            raise UserError("--scheduler needs --backend dask")
+        if scheduler is not None and jobs is not None:
+            raise UserError("--jobs sets the size of a local dask cluster; with --scheduler the cluster's workers decide")
+        if cell_timeout is not None and not cell_timeout > 0:
+            raise UserError(f"--cell-timeout must be > 0 seconds, got {cell_timeout}")
+        memory = parse_size(options.max_memory) if isinstance(options.max_memory, str) else options.max_memory
+        if memory is not None and memory < 1:
+            raise UserError(f"--max-memory must be positive, got {options.max_memory}")
+        execution = cls(backend, jobs, scheduler, cell_timeout, memory)
+        if not execution.parallel and (cell_timeout is not None or memory is not None):
+            raise UserError("--cell-timeout and --max-memory apply to worker processes: add --jobs N (or --backend dask)")
+        if backend == "dask":
+            from proxmf_bench.run.dask_backend import import_dask
+
+            import_dask()
+        return execution
 
 
 @dataclass
@@ -84,80 +171,61 @@ def usable_cpus() -> int:
 
 
 def run_benchmark(
-    solvers: str | None = None,
-    datasets: str | None = None,
-    devices: str | None = None,
-    dtypes: str | None = None,
-    seeds: int | None = None,
-    max_iter: int | None = None,
-    max_time: float | None = None,
-    tol: float | None = None,
-    threads: int | None = None,
-    out: str | os.PathLike | None = None,
-    registry: Registry | None = None,
-    plugin_files: Sequence[str] = (),
-    strict_plugins: bool = False,
-    observer_factory=None,
-    command: Sequence[str] | None = None,
-    data_dir: str | os.PathLike | None = None,
+    options: RunOptions | None = None,
+    /,
     *,
-    jobs: int | None = None,
-    backend: str = "local",
-    scheduler: str | None = None,
-    resume: str | os.PathLike | None = None,
-    cell_timeout: float | None = None,
-    max_memory: int | str | None = None,
+    registry: Registry | None = None,
+    observer_factory: Callable[[int, int], CellObserver] | None = None,
+    command: Sequence[str] | None = None,
+    **fields: Any,
 ) -> RunOutput:
     """Run every selected solver on every selected dataset and write ``results/<run-id>/``.
 
-    Parameters mirror the ``run`` command's flags. Selections use the ``name[key=value]``
-    syntax; a grid option left at ``None`` takes its default (``solvers="all"``,
-    ``datasets="synthetic"``, ``devices="cpu"``, ``dtypes="float64"``, ``seeds=1``,
-    ``max_iter=200``, ``threads=1``). ``out`` is the run directory (default
-    ``results/<run-id>``). All input is checked, and every dataset loaded once, before the
-    first solver starts. ``observer_factory``, if given, is called with
-    ``(n_cells, max_iter)`` and returns a :class:`~proxmf_bench.run.harness.CellObserver` (the
-    CLI passes a progress display). ``data_dir`` is where datasets read their files (default
-    ``$PROXMF_BENCH_DATA``, then a per-user cache directory; see :mod:`proxmf_bench.problem.data_files`).
-
-    Each cell is written to ``RUN_DIR/cells/`` as soon as it finishes.
-
-    - ``jobs=None`` (default) runs the cells one after another in this process.
-      ``jobs=N`` runs them in ``N`` worker processes: a cell that crashes its process, runs
-      past ``cell_timeout`` wall seconds (default ``2 * max_time + 60``; none without
-      ``max_time``) or exceeds ``max_memory`` (bytes, or a size such as ``"4G"``) is recorded
-      as ``error`` and the grid goes on.
-    - ``backend="dask"`` sends the cells to the dask scheduler at ``scheduler``, or to a
-      local cluster of ``jobs`` workers (default: one per CPU) when no address is given.
-    - ``resume=RUN_DIR`` continues a run: finished cells are kept, the others run. Grid
-      options not given are taken from ``RUN_DIR/grid.json``; given ones must describe the
-      same grid, else a ``UserError`` explains what changed.
+    ``options`` (or the same fields as keywords, which override it: ``run_benchmark(
+    solvers="mu", seeds=2)``) mirror the ``run`` command's flags; see :class:`RunOptions`.
+    All input is checked, and every dataset loaded once, before the first solver starts.
+    ``registry`` defaults to one loaded from ``options.plugin_files``. ``observer_factory``,
+    if given, is called with ``(n_cells, max_iter)`` and returns a
+    :class:`~proxmf_bench.run.cells.CellObserver` (the CLI passes a progress display).
+    ``command`` is recorded in ``meta.json`` (default ``sys.argv``). Each cell is written to
+    ``RUN_DIR/cells/`` as soon as it finishes.
     """
-    execution = _check_execution(backend, jobs, scheduler, cell_timeout, max_memory)
+    options = replace(options or RunOptions(), **fields)
+    plan = _plan(options, registry)
+    torch.set_num_threads(plan.spec.threads)
+    torch.set_flush_denormal(True)
+    with use_data_dir(options.data_dir):  # also seen by worker processes, through the environment
+        preflight(plan.registry, plan.dataset_variants, 0)
+        return _execute(plan, observer_factory, command)
+
+
+def _plan(options: RunOptions, registry: Registry | None) -> _Plan:
+    """Check everything about a run and decide where it writes: a new run directory, or the
+    one being resumed (the one place that reads a saved grid)."""
+    execution = Execution.check(options)
     store = saved = None
-    if resume is not None:
-        store = RunStore(Path(resume))
-        if out is not None and Path(out).absolute() != store.run_dir.absolute():
-            raise UserError(f"--out {out} and --resume {resume} name different directories")
+    if options.resume is not None:
+        store = RunStore(Path(options.resume))
+        if options.out is not None and Path(options.out).absolute() != store.run_dir.absolute():
+            raise UserError(f"--out {options.out} and --resume {options.resume} name different directories")
         saved = store.read_manifest()
-    options = _grid_options(saved, solvers=solvers, datasets=datasets, devices=devices, dtypes=dtypes,
-                            seeds=seeds, max_iter=max_iter, max_time=max_time, tol=tol, threads=threads)
-    if options["seeds"] < 1:
-        raise UserError(f"--seeds must be >= 1, got {options['seeds']}")
-    if options["threads"] < 1:
-        raise UserError(f"--threads must be >= 1, got {options['threads']}")
-    if scheduler is None:  # the cells run on this machine: do not oversubscribe its CPUs
-        _check_cpus(jobs, options["threads"])
-    limits = Limits(max_iter=options["max_iter"], max_time=options["max_time"], tol=options["tol"])
+    grid = options.grid_options(saved)
+    if grid["seeds"] < 1:
+        raise UserError(f"--seeds must be >= 1, got {grid['seeds']}")
+    if grid["threads"] < 1:
+        raise UserError(f"--threads must be >= 1, got {grid['threads']}")
+    if execution.scheduler is None:  # the cells run on this machine: do not oversubscribe its CPUs
+        _check_cpus(execution.jobs, grid["threads"])
+    limits = Limits(max_iter=grid["max_iter"], max_time=grid["max_time"], tol=grid["tol"])
     if registry is None:
-        if saved is not None and not plugin_files:
-            plugin_files = saved_plugin_files(saved)
-        registry = load_registry(plugin_files, strict=strict_plugins)
+        registry = load_registry(options.plugin_files, strict=options.strict_plugins)
+    if saved is not None:
+        _check_saved_plugins(saved, registry, store)
     spec = GridSpec(
-        solvers=options["solvers"], datasets=options["datasets"],
-        devices=tuple(parse_devices(options["devices"], require_available=scheduler is None)),
-        dtypes=tuple(parse_dtypes(options["dtypes"])), seeds=options["seeds"], max_iter=limits.max_iter,
-        max_time=limits.max_time, tol=limits.tol, threads=options["threads"],
+        solvers=grid["solvers"], datasets=grid["datasets"],
+        devices=tuple(parse_devices(grid["devices"], require_available=execution.scheduler is None)),
+        dtypes=tuple(parse_dtypes(grid["dtypes"])), seeds=grid["seeds"], max_iter=limits.max_iter,
+        max_time=limits.max_time, tol=limits.tol, threads=grid["threads"],
     )
     solver_variants, dataset_variants = spec.variants(registry)
     cells = spec.cells(registry, (solver_variants, dataset_variants))
@@ -169,21 +237,28 @@ def run_benchmark(
         run_id = saved["run_id"]
     else:
         run_id = new_run_id()
-        store = RunStore(Path(out) if out is not None else DEFAULT_OUT / run_id)
+        store = RunStore(Path(options.out) if options.out is not None else DEFAULT_OUT / run_id)
         _check_new_run_dir(store.run_dir)
-    if execution["parallel"] and registry.source is None:
+    if execution.parallel and registry.source is None:
         raise UserError("--jobs and --backend dask need a registry made by load_registry: "
                         "each worker process loads the plugins again")
+    data_dir = options.data_dir
     if data_dir is not None:
         check_root(*resolve_data_dir(data_dir))
-    plan = _Plan(spec, cells, solver_variants, dataset_variants, registry, store, run_id, saved is not None, execution,
+    return _Plan(spec, cells, solver_variants, dataset_variants, registry, store, run_id, saved is not None, execution,
                  None if data_dir is None else str(Path(data_dir).expanduser().absolute()))
 
-    torch.set_num_threads(spec.threads)
-    torch.set_flush_denormal(True)
-    with use_data_dir(data_dir):  # also seen by worker processes, through the environment
-        preflight(registry, dataset_variants, 0)
-        return _execute(plan, observer_factory, command)
+
+def _check_saved_plugins(saved: dict[str, Any], registry: Registry, store: RunStore) -> None:
+    """A resumed run loads plugin files only when they are named again, never from the run
+    directory itself (which is data that people share): those it used must be given."""
+    source = registry.source or {}
+    given = {*source.get("plugin_files", []), *source.get("env_files", [])}
+    missing = [f for f in (*saved["plugin_files"], *saved.get("env_files", [])) if f not in given]
+    if missing and registry.source is not None:
+        listed = ", ".join(dict.fromkeys(missing))
+        raise UserError(f"the run in {store.run_dir} used plugin files {listed}: pass them again with --plugin "
+                        f"(plugin code is loaded only from files named on the command line)")
 
 
 @dataclass
@@ -198,7 +273,7 @@ class _Plan:
     store: RunStore
     run_id: str
     resuming: bool
-    execution: dict[str, Any]
+    execution: Execution
     data_dir: str | None  # given explicitly: worker processes (also on dask) read from there
 
 
@@ -235,7 +310,7 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> Ru
             try:
                 if not pending:
                     interrupted = False
-                elif not plan.execution["parallel"]:
+                elif not plan.execution.parallel:
                     interrupted = run_grid(plan.registry, [cells[i] for i in pending], spec.limits,
                                            observer=observer, on_result=persist).interrupted
                 else:
@@ -256,33 +331,6 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> Ru
     return output
 
 
-def _check_execution(backend: str, jobs: int | None, scheduler: str | None, cell_timeout: float | None,
-                     max_memory: int | str | None) -> dict[str, Any]:
-    """Validate how the cells are to be run; returns the settings for ``_run_parallel``."""
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r} (use {', '.join(BACKENDS)})")
-    if jobs is not None and jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {jobs}")
-    if scheduler is not None and backend != "dask":
-        raise UserError("--scheduler needs --backend dask")
-    if scheduler is not None and jobs is not None:
-        raise UserError("--jobs sets the size of a local dask cluster; with --scheduler the cluster's workers decide")
-    parallel = jobs is not None or backend == "dask"
-    if cell_timeout is not None and not cell_timeout > 0:
-        raise UserError(f"--cell-timeout must be > 0 seconds, got {cell_timeout}")
-    if not parallel and (cell_timeout is not None or max_memory is not None):
-        raise UserError("--cell-timeout and --max-memory apply to worker processes: add --jobs N (or --backend dask)")
-    memory = parse_size(max_memory) if isinstance(max_memory, str) else max_memory
-    if memory is not None and memory < 1:
-        raise UserError(f"--max-memory must be positive, got {max_memory}")
-    if backend == "dask":
-        from proxmf_bench.run.dask_backend import import_dask
-
-        import_dask()
-    return {"backend": backend, "jobs": jobs, "scheduler": scheduler, "parallel": parallel,
-            "cell_timeout": cell_timeout, "max_memory": memory}
-
-
 def _check_cpus(jobs: int | None, threads: int) -> None:
     cpus = usable_cpus()
     if threads > cpus:
@@ -292,35 +340,26 @@ def _check_cpus(jobs: int | None, threads: int) -> None:
                         f"{cpus}: timings would be distorted by oversubscription")
 
 
-def _grid_options(saved: dict[str, Any] | None, **given: Any) -> dict[str, Any]:
-    """Given options over the saved ones (when resuming) over the defaults."""
-    base = dict(GRID_DEFAULTS)
-    if saved is not None:
-        grid = saved["grid"]
-        base.update({k: grid[k] for k in ("solvers", "datasets", "seeds", "max_iter", "max_time", "tol", "threads")})
-        base.update(devices=",".join(grid["devices"]), dtypes=",".join(grid["dtypes"]))
-    return {k: v if v is not None else base[k] for k, v in given.items()}
-
-
 def _check_new_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         hint = f"; to continue that run: proxmf-bench run --resume {run_dir}" if (run_dir / MANIFEST_FILE).is_file() else ""
         raise UserError(f"output directory {run_dir} exists and is not empty{hint}")
 
 
-def _run_parallel(execution, payload, cells, pending, on_result, limits: Limits) -> bool:
+def _run_parallel(execution: Execution, payload: dict[str, Any], cells: list[Cell], pending: list[int],
+                  on_result: Callable[[CellResult], None], limits: Limits) -> bool:
     from proxmf_bench.run.isolation import default_cell_timeout, run_local_pool
 
-    timeout = execution["cell_timeout"] or default_cell_timeout(limits.max_time)
-    if execution["backend"] == "dask":
+    timeout = execution.cell_timeout or default_cell_timeout(limits.max_time)
+    if execution.backend == "dask":
         from proxmf_bench.run.dask_backend import run_dask
 
-        return run_dask(payload, cells, pending, on_result, scheduler=execution["scheduler"],
-                        n_workers=execution["jobs"] or max(1, usable_cpus() // payload["grid"]["threads"]),
+        return run_dask(payload, cells, pending, on_result, scheduler=execution.scheduler,
+                        n_workers=execution.jobs or max(1, usable_cpus() // payload["grid"]["threads"]),
                         cell_timeout=timeout,
-                        max_memory=execution["max_memory"])
-    return run_local_pool(payload, cells, pending, execution["jobs"], on_result, cell_timeout=timeout,
-                          max_memory=execution["max_memory"])
+                        max_memory=execution.max_memory)
+    return run_local_pool(payload, cells, pending, execution.jobs, on_result, cell_timeout=timeout,
+                          max_memory=execution.max_memory)
 
 
 def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, started, interrupted: bool) -> RunOutput:
@@ -335,9 +374,9 @@ def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, s
         "finished_at": finished.isoformat(),
         "cells_run": n_ran,
         "interrupted": interrupted,
-        "backend": execution["backend"],
-        "jobs": execution["jobs"],
-        "scheduler": execution["scheduler"],
+        "backend": execution.backend,
+        "jobs": execution.jobs,
+        "scheduler": execution.scheduler,
     }
     history = _previous_sessions(store.run_dir)
     meta = {

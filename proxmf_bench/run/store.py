@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.run.grid import check_manifest, dumps
-from proxmf_bench.run.harness import Cell, CellResult
 from proxmf_bench.results.table import atomic_write_bytes, read_frame, to_frame, write_frame
+from proxmf_bench.run.cells import Cell, CellResult
+from proxmf_bench.run.grid import check_manifest, dumps
 
 MANIFEST_FILE = "grid.json"
 CELLS_DIR = "cells"

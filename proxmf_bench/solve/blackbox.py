@@ -27,19 +27,14 @@ at most ``tol`` relative, and a non-finite loss stops the cell as ``diverged``.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-
 if TYPE_CHECKING:
-    from proxmf_bench.run.harness import Cell, CellObserver, CellResult, Limits
-    from proxmf_bench.problem.problem import Problem, StartingPoint
-    from proxmf_bench.run.schedule import RecordSchedule
+    import torch
 
-clock = time.perf_counter  # module-level so that tests can drive the clock
+    from proxmf_bench.problem.problem import Problem
 
 
 class BlackBoxSolver(ABC):
@@ -65,65 +60,3 @@ class BlackBoxSolver(ABC):
 def is_black_box(factory: Callable[..., Any]) -> bool:
     """Whether a solver factory builds black-box solvers (``factory.black_box is True``)."""
     return getattr(factory, "black_box", False) is True
-
-
-def run_black_box_cell(
-    factory: Callable[..., BlackBoxSolver],
-    cell: Cell,
-    problem: Problem,
-    W0: torch.Tensor,
-    H0: torch.Tensor,
-    limits: Limits,
-    schedule: RecordSchedule,
-    observer: CellObserver | None = None,
-    start: StartingPoint | None = None,
-) -> CellResult:
-    """Sample a black-box solver at the budgets of ``schedule`` (see the module docstring).
-
-    ``start`` is as for :func:`proxmf_bench.run.harness.run_cell`.
-    """
-    # imported here: peer plugins subclass BlackBoxSolver, and listing them must stay cheap
-    from proxmf_bench.run.harness import CellResult, _initial_loss, _synchronizer, guard_cell, loss_stop_reason
-    from proxmf_bench.problem.metrics import DeferredMetrics
-
-    result = CellResult(cell)
-    metrics = DeferredMetrics(problem)
-    sync = _synchronizer(problem.device) or (lambda: None)
-    budget = 0
-    call_time = 0.0
-
-    def record(W: torch.Tensor, H: torch.Tensor, loss: float) -> None:
-        rec = {"iteration": budget, "time_s": call_time, "loss": loss}
-        metrics.add(rec, W, H)
-        result.records.append(rec)
-        if observer is not None:
-            observer.recorded(cell, budget, call_time, loss)
-
-    with guard_cell(result, lambda: (budget, call_time), observer, metrics):
-        torch.manual_seed(cell.seed)
-        solver = factory(**cell.solver.params)
-        if limits.max_iter > 0:  # warm-up, untimed (lazy set-up, autograd's threads)
-            solver.solve(problem, W0.clone(), H0.clone(), 1)
-        loss = _initial_loss(start, W0, H0, problem.loss)
-        record(W0, H0, loss)
-        while budget < limits.max_iter:
-            budget = min(schedule.next_after(budget), limits.max_iter)
-            W_start, H_start = W0.clone(), H0.clone()
-            torch.manual_seed(cell.seed)
-            sync()
-            start = clock()
-            W, H = solver.solve(problem, W_start, H_start, budget)
-            sync()
-            call_time = clock() - start
-            W = W.to(device=problem.device, dtype=problem.dtype)
-            H = H.to(device=problem.device, dtype=problem.dtype)
-            previous, loss = loss, problem.loss(W, H)
-            record(W, H, loss)
-            stop = loss_stop_reason(previous, loss, limits.tol)
-            if stop is not None:
-                result.stop_reason = stop
-                break
-            if limits.max_time is not None and call_time >= limits.max_time:
-                result.stop_reason = "max_time"
-                break
-    return result

@@ -1,13 +1,13 @@
-r"""``PGM``: a proximal gradient optimizer for the customary torch training loop.
+r"""``ProxSGD``: a proximal gradient optimizer for the customary torch training loop.
 
 It is ``torch.optim.SGD`` (momentum, dampening, Nesterov; no weight decay) followed by a
 proximal operator per parameter group, so constraints and nonsmooth penalties work with
 autograd gradients::
 
-    from proxmf_bench.solve.optim import PGM
+    from proxmf_bench.solve.optim import ProxSGD
     from proxmf_bench.solve.prox import prox_nonneg, prox_l1
 
-    opt = PGM([{"params": [W], "prox": prox_nonneg, "lr": 1e-2},
+    opt = ProxSGD([{"params": [W], "prox": prox_nonneg, "lr": 1e-2},
                {"params": [H], "prox": prox_l1, "prox_kwargs": {"lam": 0.1}, "lr": 1e-1}],
               momentum=0.5)
     for _ in range(n_iter):
@@ -16,7 +16,8 @@ autograd gradients::
         loss.backward()
         opt.step()
 
-The arithmetic lives in the functional kernel :func:`pgm`, testable alone.
+The arithmetic lives in the functional kernel :func:`prox_sgd`, testable alone (as
+``torch.optim.SGD`` keeps its own in ``torch.optim.sgd.sgd``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from torch.optim import Optimizer
 Prox = Callable[..., torch.Tensor]
 
 
-def pgm(
+def prox_sgd(
     params: list[torch.Tensor],
     grads: list[torch.Tensor],
     momentum_buffers: list[torch.Tensor | None],
@@ -42,7 +43,7 @@ def pgm(
     dampening: float,
     nesterov: bool,
 ) -> None:
-    """One PGM update of every tensor in ``params``, in place (see :class:`PGM` for the math).
+    """One proximal gradient update of every tensor in ``params``, in place (see :class:`ProxSGD` for the math).
 
     ``momentum_buffers[i]`` is ``None`` before the first step with momentum; it is then
     created from the gradient and stored back into the list, which the caller keeps.
@@ -63,7 +64,7 @@ def pgm(
             param.copy_(prox(param.add(direction, alpha=-lr), lr, **prox_kwargs))
 
 
-class PGM(Optimizer):
+class ProxSGD(Optimizer):
     r"""Proximal gradient method with optional (Nesterov) momentum.
 
     For a parameter :math:`\theta` with gradient :math:`g_t`, step :math:`\gamma` (``lr``),
@@ -134,11 +135,11 @@ class PGM(Optimizer):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
-                    raise RuntimeError("PGM does not support sparse gradients")
+                    raise RuntimeError("ProxSGD does not support sparse gradients")
                 params.append(p)
                 grads.append(p.grad)
                 buffers.append(self.state[p].get("momentum_buffer"))
-            pgm(params, grads, buffers, lr=group["lr"], prox=group["prox"], prox_kwargs=group["prox_kwargs"],
+            prox_sgd(params, grads, buffers, lr=group["lr"], prox=group["prox"], prox_kwargs=group["prox_kwargs"],
                 momentum=group["momentum"], dampening=group["dampening"], nesterov=group["nesterov"])
             if group["momentum"] != 0:
                 for p, buf in zip(params, buffers):

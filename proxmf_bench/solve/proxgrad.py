@@ -34,10 +34,9 @@ from typing import Any
 
 import torch
 
-from proxmf_bench.errors import UserError
+from proxmf_bench.errors import UserError, did_you_mean
+from proxmf_bench.plugin.specs import Param, ProxSpec, SolverSpec, SpecLookup, coerce_params
 from proxmf_bench.problem.problem import Problem
-from proxmf_bench.plugin.selection import did_you_mean
-from proxmf_bench.plugin.specs import Param, ProxSpec, SolverSpec, coerce_params
 
 BLOCKS = ("W", "H")
 DEFAULT_PROX = "nonneg"
@@ -77,7 +76,7 @@ def prox_param(block: str) -> Param:
 
 
 def resolve_prox_params(
-    given: Mapping[str, Any], registry: Any, own: tuple[Param, ...], owner: str
+    given: Mapping[str, Any], registry: SpecLookup, own: tuple[Param, ...], owner: str
 ) -> dict[str, Any]:
     """Resolve a PGM-family solver's parameters: its own, ``prox_W``/``prox_H`` and theirs.
 
@@ -162,7 +161,7 @@ def prox_solver_spec(
         prox_W, prox_H, own = split_prox_params(resolved)
         return solver(prox_W=prox_W, prox_H=prox_H, **own)
 
-    def resolve(given: Mapping[str, Any], registry: Any) -> dict[str, Any]:
+    def resolve(given: Mapping[str, Any], registry: SpecLookup) -> dict[str, Any]:
         resolved = resolve_prox_params(given, registry, params, f"solver {name}")
         message = check(resolved) if check is not None else None
         if message:
@@ -300,8 +299,7 @@ class AlternatingProxSolver(ABC):
             return self.smooth_loss(gram, cross, X)
         # <H H^T W^T, W^T> = <H H^T, W^T W> with W^T W (r x r, here W W^T in Wt's terms) held
         quad = torch.sum(gram.double() * self._WWt.double())
-        lin = torch.sum(cross * X, dtype=torch.float64)
-        return max(0.5 * self.problem.Y_norm2 - float(lin) + 0.5 * float(quad), 0.0)
+        return self.problem.loss_from_inner_products(torch.sum(cross * X, dtype=torch.float64), quad)
 
     @abstractmethod
     def update(self, block: str, X: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
@@ -327,5 +325,4 @@ class AlternatingProxSolver(ABC):
         the products ``(G, C)`` of the block ``X``: the loss at ``X`` and the other block's
         current value, accumulated in float64."""
         quad = torch.sum((gram @ X) * X, dtype=torch.float64)
-        lin = torch.sum(cross * X, dtype=torch.float64)
-        return max(0.5 * self.problem.Y_norm2 - float(lin) + 0.5 * float(quad), 0.0)
+        return self.problem.loss_from_inner_products(torch.sum(cross * X, dtype=torch.float64), quad)

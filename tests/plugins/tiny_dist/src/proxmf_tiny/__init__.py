@@ -1,7 +1,7 @@
 """A third-party plugin distributed as a package with a `proxmf_bench` entry point."""
 
 from proxmf_bench import SolverSpec, hookimpl
-from proxmf_bench.solvers.mu import mu_update_H, mu_update_W
+from proxmf_bench.solve.mu import mu_update_H, mu_update_W
 
 
 class TinyMU:
@@ -11,8 +11,9 @@ class TinyMU:
         self.Y, self.W, self.H = problem.Y, W0, H0
 
     def step(self):
-        mu_update_W(self.Y, self.W, self.H, 1e-12)
-        mu_update_H(self.Y, self.W, self.H, 1e-12)
+        Y, W, H = self.Y, self.W, self.H
+        mu_update_W(W, Y @ H.T, H @ H.T, 1e-12, inplace=True)
+        mu_update_H(H, W.T @ Y, W.T @ W, 1e-12, inplace=True)
 
     def factors(self):
         return self.W, self.H

@@ -1,0 +1,135 @@
+"""Cells one after another in this process: the serial run, and the loop inside each worker.
+
+Cells come in grid order (:func:`proxmf_bench.run.grid.build_cells`), so that the solvers of
+one problem run back to back and the problem is loaded once for all of them
+(:class:`ProblemCache`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from proxmf_bench.errors import DataError, UserError, describe_exception
+from proxmf_bench.plugin.registry import Registry
+from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.start import StartingPoint, initial_factors
+from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits, failed_result
+from proxmf_bench.run.grid import DTYPES
+from proxmf_bench.run.harness import Interrupted, run_cell
+from proxmf_bench.run.schedule import RecordSchedule
+
+
+@dataclass
+class GridRun:
+    """Outcome of :func:`run_grid`: finished cell results and whether Ctrl-C stopped it."""
+
+    results: list[CellResult]
+    interrupted: bool = False
+
+
+def preflight(registry: Registry, datasets: list[Variant], seed: int) -> None:
+    """Load every dataset once on the CPU so bad data fails before any solver runs.
+
+    A dataset that fails with anything but a :class:`UserError` (a plugin's bug, a missing
+    library, memory) is reported as a :class:`DataError` naming the dataset.
+    """
+    for variant in datasets:
+        spec = registry.get_dataset(variant.name)
+        try:
+            spec.load(variant.params, seed, torch.device("cpu"), torch.float64)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise DataError(f"dataset {variant.label}: loading failed: {describe_exception(exc)}") from exc
+
+
+class ProblemCache:
+    """Loads the problem of a cell, keeping the latest: a problem's solvers run back to back."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.key: tuple | None = None
+        self.problem: Problem | None = None
+        self.start: StartingPoint | None = None
+        self.error = ""
+
+    def load(self, cell: Cell) -> tuple[Problem | None, str]:
+        """``(problem, "")``, or ``(None, reason)`` when the dataset failed to load."""
+        key = (cell.dataset, cell.seed, cell.device, cell.dtype)
+        if key != self.key:
+            self.key, self.problem, self.start, self.error = key, None, None, ""
+            try:
+                spec = self.registry.get_dataset(cell.dataset.name)
+                problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
+                W0, H0 = initial_factors(problem, cell.seed, key=cell.dataset.name + cell.dataset.params_json())
+                self.problem, self.start = problem, StartingPoint(problem, W0, H0)
+            except Exception as exc:  # recorded per cell; the rest of the grid goes on
+                self.error = f"loading dataset failed: {describe_exception(exc)}"
+        return self.problem, self.error
+
+
+def run_grid_cell(
+    registry: Registry,
+    cell: Cell,
+    limits: Limits,
+    schedule: RecordSchedule,
+    cache: ProblemCache,
+    observer: CellObserver | None = None,
+) -> CellResult:
+    """Run one cell of a grid: load (or reuse) its problem, then :func:`run_cell`.
+
+    Raises :class:`~proxmf_bench.run.harness.Interrupted` (carrying the partial result) on
+    Ctrl-C inside the solver loop.
+    """
+    problem, load_error = cache.load(cell)
+    if problem is None:
+        result = failed_result(cell, "error", load_error)
+        if observer is not None:
+            observer.cell_finished(result)
+        return result
+    factory = registry.get_solver(cell.solver.name).factory
+    return run_cell(factory, cell, problem, *cache.start.copies(), limits, schedule, observer, cache.start)
+
+
+def run_grid(
+    registry: Registry,
+    cells: list[Cell],
+    limits: Limits,
+    schedule: RecordSchedule | None = None,
+    observer: CellObserver | None = None,
+    on_result: Callable[[CellResult], None] | None = None,
+) -> GridRun:
+    """Run ``cells`` in order in this process; Ctrl-C stops the grid and keeps what finished.
+
+    ``on_result``, if given, is called with each result as soon as its cell finishes (the
+    runner persists it there), including the partial result of an interrupted cell.
+    """
+    schedule = schedule or RecordSchedule()
+    cache = ProblemCache(registry)
+    results: list[CellResult] = []
+
+    def finish(result: CellResult) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    for index, cell in enumerate(cells):
+        try:
+            if observer is not None:
+                observer.cell_started(cell, index, len(cells))
+            result = run_grid_cell(registry, cell, limits, schedule, cache, observer)
+        except Interrupted as stop:
+            finish(stop.result)
+            return GridRun(results, interrupted=True)
+        except KeyboardInterrupt:  # outside the solver loop: while loading the problem
+            finish(failed_result(cell, "interrupted", "interrupted by the user"))
+            return GridRun(results, interrupted=True)
+        try:
+            finish(result)
+        except KeyboardInterrupt:
+            return GridRun(results, interrupted=True)
+    return GridRun(results)
