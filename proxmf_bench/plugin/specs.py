@@ -221,6 +221,18 @@ class ProxSpec:
     ``inplace(X, step, **params)``, when given, computes the same result as ``fn`` by
     overwriting ``X`` and returns it: solvers use it on intermediates they own, to save an
     allocation per call (``fn`` itself never modifies its argument).
+
+    What the operator is, declared so that contract checks (``proxmf-bench check``) and the
+    objective know what to hold it to:
+
+    - ``projection``: ``fn`` is the Euclidean projection onto a closed set (``g`` its
+      indicator): outputs are feasible, ``fn`` is idempotent and ignores ``step``;
+    - ``convex``: ``g`` is convex, so ``fn`` is the unique argmin above and firmly
+      nonexpansive (a nonconvex prox such as a hard threshold is an argmin but not unique);
+    - ``examples``: parameter sets, besides the defaults, on which to check it.
+
+    An operator that is neither a projection nor declares a ``penalty`` (a normalisation, say)
+    minimises no stated objective: it can be run, but no objective value is known for it.
     """
 
     name: str
@@ -229,6 +241,9 @@ class ProxSpec:
     summary: str = ""
     penalty: Callable[..., torch.Tensor] | None = None
     inplace: Callable[..., torch.Tensor] | None = None
+    projection: bool = False
+    convex: bool = False
+    examples: tuple[Mapping[str, Any], ...] = ()
 
     def __call__(self, X: torch.Tensor, step: float, **params: Any) -> torch.Tensor:
         return self.fn(X, step, **params)

@@ -254,21 +254,24 @@ def _axis(what: str) -> Param:
 
 
 BUILTIN_PROX = (
-    ProxSpec("nonneg", prox_nonneg, summary="projection onto X >= 0", inplace=prox_nonneg_),
+    ProxSpec("nonneg", prox_nonneg, summary="projection onto X >= 0", inplace=prox_nonneg_, projection=True, convex=True),
     ProxSpec(
         "simplex", prox_simplex,
         params=(Param("s", 1.0, float, "sum of each vector", low=0.0), _axis("project")),
         summary="exact Euclidean projection of each column (or row) onto {x >= 0, sum x = s}, sort-based",
+        projection=True, convex=True, examples=({"s": 2.5}, {"axis": "rows"}),
     ),
     ProxSpec(
         "unity", prox_unity,
         params=(Param("s", 1.0, float, "sum of each vector", low=0.0), _axis("normalise")),
         summary="s max(x, 0) / sum(max(x, 0)) per column or row (the seed's normalisation; not a projection)",
+        examples=({"s": 2.0, "axis": "rows"},),
     ),
     ProxSpec("l1", prox_l1, params=(_lam("weight of lam * ||x||_1"),), penalty=penalty_l1,
-             summary="soft threshold, prox of lam * ||x||_1"),
+             summary="soft threshold, prox of lam * ||x||_1", convex=True, examples=({"lam": 2.0},)),
     ProxSpec("l1_nonneg", prox_l1_nonneg, params=(_lam("weight of lam * sum x"),), penalty=penalty_l1_nonneg,
-             summary="prox of lam * ||x||_1 on x >= 0: max(x - step * lam, 0)"),
+             summary="prox of lam * ||x||_1 on x >= 0: max(x - step * lam, 0)", convex=True,
+             examples=({"lam": 2.0},)),
     ProxSpec(
         "max_entropy", prox_max_entropy,
         params=(
@@ -277,27 +280,32 @@ BUILTIN_PROX = (
         ),
         penalty=penalty_max_entropy,
         summary="prox of lam * sum x log x (negative entropy), safeguarded Newton",
+        convex=True, examples=({"lam": 3.0},),
     ),
     ProxSpec(
         "box", prox_box,
         params=(Param("low", 0.0, float, "lower bound"), Param("high", 1.0, float, "upper bound")),
         summary="projection onto low <= x <= high", inplace=prox_box_,
+        projection=True, convex=True, examples=({"low": -1.0, "high": 2.0},),
     ),
     ProxSpec(
         "l2_ball", prox_l2_ball,
         params=(Param("radius", 1.0, float, "ball radius", low=0.0), _axis("project")),
         summary="projection of each column (or row) onto {||x||_2 <= radius}",
+        projection=True, convex=True, examples=({"radius": 0.3, "axis": "rows"},),
     ),
     ProxSpec(
         "l1_ball", prox_l1_ball,
         params=(Param("radius", 1.0, float, "ball radius", low=0.0), _axis("project")),
         summary="exact projection of each column (or row) onto {||x||_1 <= radius}",
+        projection=True, convex=True, examples=({"radius": 0.3, "axis": "rows"},),
     ),
     ProxSpec("l0", prox_l0, params=(_lam("weight of lam * ||x||_0"),), penalty=penalty_l0,
-             summary="hard threshold, prox of lam * ||x||_0 (nonconvex)"),
+             summary="hard threshold, prox of lam * ||x||_0 (nonconvex)", examples=({"lam": 2.0},)),
     ProxSpec(
         "l21", prox_l21, params=(_lam("weight of lam * sum of group norms"), _axis("groups are")),
         penalty=penalty_l21, summary="group soft threshold, prox of lam * sum_g ||x_g||_2 (groups: columns or rows)",
+        convex=True, examples=({"lam": 1.0, "axis": "rows"},),
     ),
 )
 
