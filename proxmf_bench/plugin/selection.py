@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from proxmf_bench.errors import UserError
+from proxmf_bench.errors import UserError, did_you_mean
 from proxmf_bench.plugin.registry import Registry, lookup_spec
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -110,10 +112,23 @@ def format_label(name: str, shown: Mapping[str, Any]) -> str:
     return f"{name}[{inner}]"
 
 
+def _refuse_file_name(item: str, table: Mapping[str, Any]) -> None:
+    """A dataset selection that is a file name (``mydata.npy``, ``data/y.csv``): a
+    :class:`UserError` saying how the built-in ``file`` dataset reads it."""
+    if "[" in item or item in table or "file" not in table or did_you_mean(item, table):
+        return
+    if Path(item).suffix or "/" in item or os.sep in item or Path(item).is_file():
+        raise UserError(
+            f"unknown dataset {item!r}: to benchmark the matrix in a file, select \"file[path={item},rank=R]\" "
+            "with R the rank to fit (formats and options: proxmf-bench list datasets)"
+        )
+
+
 def select(text: str, table: Mapping[str, Any], registry: Registry, noun: str) -> list[Variant]:
     """Resolve a selection string against ``table`` (name -> spec) into variants.
 
-    ``all`` selects every spec with its default grid; a bare name uses that spec's grid;
+    ``all`` selects every spec with its default grid (except those with a required
+    parameter, such as the ``file`` dataset's path); a bare name uses that spec's grid;
     explicit parameters override the grid for the keys they name.
     """
     if not text or not text.strip():
@@ -126,8 +141,13 @@ def select(text: str, table: Mapping[str, Any], registry: Registry, noun: str) -
     for item in split_top_level(text):
         if not item:
             raise UserError(f"empty item in {noun} selection {text!r}")
+        if noun == "dataset":
+            _refuse_file_name(item, table)
         name, given = parse_item(item)
-        specs = list(table.values()) if name == "all" and not given else [lookup_spec(table, name, noun)]
+        if name == "all" and not given:  # specs that need a parameter given (a file) have no default variant
+            specs = [s for s in table.values() if not any(p.required for p in s.params)]
+        else:
+            specs = [lookup_spec(table, name, noun)]
         for spec in specs:
             merged = {**dict(spec.grid), **given}
             grid_keys = [k for k, v in spec.grid.items() if isinstance(v, (list, tuple)) and k not in given]

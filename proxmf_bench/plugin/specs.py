@@ -28,7 +28,8 @@ class Param:
 
     ``type`` is one of ``int``, ``float``, ``str``, ``bool``. ``low``/``high`` bound numbers
     (inclusive), ``choices`` restricts strings. Values given on the command line arrive as
-    strings and are coerced with :meth:`coerce`.
+    strings and are coerced with :meth:`coerce`. A ``required`` parameter has no usable
+    default (a data file's path): it must be given, and ``all`` skips specs that have one.
     """
 
     name: str
@@ -38,6 +39,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] | None = None
+    required: bool = False
 
     def coerce(self, value: Any, owner: str = "") -> Any:
         """Return ``value`` converted to this parameter's type, or raise ``UserError``."""
@@ -87,14 +89,17 @@ class Param:
             bits.append(f"[{lo}, {hi}]")
         if self.choices:
             bits.append("|".join(self.choices))
-        text = f"{self.name}={self.default!r} ({', '.join(bits)})"
+        if self.required:
+            bits.append("required")
+        text = f"{self.name} ({', '.join(bits)})" if self.required else f"{self.name}={self.default!r} ({', '.join(bits)})"
         return f"{text}: {self.help}" if self.help else text
 
 
 def coerce_params(
     declared: tuple[Param, ...], given: Mapping[str, Any], owner: str
 ) -> dict[str, Any]:
-    """Defaults overlaid with ``given``, each value coerced; unknown names are an error."""
+    """Defaults overlaid with ``given``, each value coerced; unknown names and missing
+    required parameters are an error."""
     by_name = {p.name: p for p in declared}
     unknown = [k for k in given if k not in by_name]
     if unknown:
@@ -103,6 +108,9 @@ def coerce_params(
             f"{owner}: unknown parameter {unknown[0]!r}{did_you_mean(unknown[0], by_name)}"
             f" (parameters: {known})"
         )
+    missing = [p for p in declared if p.required and p.name not in given]
+    if missing:
+        raise UserError(f"{owner}: parameter {missing[0].name!r} is required ({missing[0].help})")
     out = {p.name: p.default for p in declared}
     for key, value in given.items():
         out[key] = by_name[key].coerce(value, owner)
