@@ -29,6 +29,7 @@ selection syntax:
 examples:
   proxmf-bench run --solvers all
   proxmf-bench run --solvers mu --datasets "synthetic[m=500,n=800,rank=20]" --seeds 3
+  proxmf-bench run --solvers mu,fista --datasets "file[path=mydata.npy,rank=10]"   # your own matrix
   proxmf-bench run --solvers mu --devices cpu,cuda --dtypes float32,float64 --max-time 5
   proxmf-bench run --solvers all --seeds 10 --jobs 4 --max-time 30 --out results/night
   proxmf-bench run --resume results/night          # after Ctrl-C, a crash or a reboot
@@ -96,7 +97,8 @@ def _add_run(sub, common: argparse.ArgumentParser) -> None:
     # Grid options default to None ("not given"): a new run fills in the documented default,
     # --resume the value saved with the run.
     run.add_argument("--solvers", help="solver selection (default: all)")
-    run.add_argument("--datasets", help="dataset selection (default: synthetic)")
+    run.add_argument("--datasets", help="dataset selection (default: synthetic); a matrix from a file: "
+                                        "file[path=FILE,rank=R] (.npy .npz .csv .tsv .mat .mtx .parquet)")
     run.add_argument("--devices", help="comma-separated: cpu, cuda, cuda:N (default: cpu)")
     run.add_argument("--dtypes", help="comma-separated: float32, float64 (default: float64)")
     run.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1 (default: 1)")

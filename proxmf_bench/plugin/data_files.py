@@ -113,6 +113,12 @@ def _hash_once(path: str, size: int, mtime_ns: int) -> str:
     return sha256_of(Path(path))
 
 
+def file_digest(path: Path) -> tuple[int, str]:
+    """``(size, sha256)`` of a file, hashed once per process per version (path, size, mtime)."""
+    stat = path.stat()
+    return stat.st_size, _hash_once(str(path), stat.st_size, stat.st_mtime_ns)
+
+
 def file_status(file: DataFile, root: Path) -> str:
     """``"ok"``, ``"missing"``, ``"wrong size (N bytes, expected M)"`` or ``"checksum mismatch"``."""
     path = root / file.path

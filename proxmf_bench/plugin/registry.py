@@ -45,6 +45,7 @@ BUILTIN_PLUGINS = (
     "proxmf_bench.datasets.nnls_toy",
     "proxmf_bench.datasets.hsi",
     "proxmf_bench.datasets.digits",
+    "proxmf_bench.datasets.file",
 )
 
 # hook name -> (spec class, registry attribute, singular noun for messages)

@@ -183,7 +183,7 @@ def explain_changes(saved: dict[str, Any], spec: GridSpec, cells: list[Cell]) ->
             shown = "; ".join(_show(c) for c in changed[:2]) + ("; ..." if len(changed) > 2 else "")
             reasons.append(f"{len(changed)} cells {verb} ({shown})")
     if (added or removed) and all(getattr(old, f) == getattr(spec, f) for f in ("solvers", "datasets", "devices", "dtypes", "seeds")):
-        reasons.append("the selection is unchanged, so the plugins or their default grids changed")
+        reasons.append("the selection is unchanged, so the plugins, their default grids or the data files named in it changed")
     return ", ".join(reasons) or None
 
 

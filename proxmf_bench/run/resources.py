@@ -71,11 +71,12 @@ def available_memory(device: torch.device | str = "cpu") -> int | None:
     return free
 
 
-def check_memory(need: int, what: str, device: torch.device | str = "cpu") -> None:
-    """Raise a :class:`DataError` if ``need`` bytes are more than ``device`` has available."""
+def check_memory(need: int, what: str, device: torch.device | str = "cpu", hint: str = "use a smaller size") -> None:
+    """Raise a :class:`DataError` if ``need`` bytes are more than ``device`` has available;
+    its message ends with ``hint`` (what to do instead) unless that is empty."""
     have = available_memory(device)
     if have is not None and need > have:
         raise DataError(
             f"{what} needs about {format_bytes(need)} of memory on {torch.device(device)}, "
-            f"more than the {format_bytes(have)} available; use a smaller size"
+            f"more than the {format_bytes(have)} available{'; ' + hint if hint else ''}"
         )
