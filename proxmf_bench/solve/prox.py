@@ -177,7 +177,7 @@ def prox_simplex(X: torch.Tensor, step: float, s: float = 1.0, axis: str = "colu
     """
     dim = _dim(X, axis)
     D = _shifted_by_max(X, dim)
-    return (D - simplex_threshold(D, s, dim)).clamp_min_(0)
+    return D.sub_(simplex_threshold(D, s, dim)).clamp_min_(0)
 
 
 @_vectorwise
@@ -219,9 +219,9 @@ def prox_l1_ball(X: torch.Tensor, step: float, radius: float = 1.0, axis: str = 
     dim = _dim(X, axis)
     A = X.abs()
     M = A.amax(dim, keepdim=True)
-    D = A - M
+    D = A - M  # not in place: amax's gradient needs A
     theta_D = simplex_threshold(D, radius, dim)
-    return torch.where(theta_D + M > 0, X.sign() * (D - theta_D).clamp_min_(0), X)
+    return torch.where(theta_D + M > 0, X.sign() * D.sub_(theta_D).clamp_min_(0), X)
 
 
 @_vectorwise
