@@ -27,7 +27,7 @@ from proxmf_bench.plugin.data_files import data_dir, file_status
 from proxmf_bench.plugin.selection import Variant, format_label, select
 from proxmf_bench.plugin.specs import DatasetSpec, SpecLookup
 from proxmf_bench.problem.problem import Problem
-from proxmf_bench.testing.report import CheckReport, Counterexample, Recorder, fmt_value
+from proxmf_bench.testing.report import CheckReport, Counterexample, Recorder, fmt_value, needs_parameters
 
 DTYPES = (torch.float32, torch.float64)
 
@@ -60,6 +60,8 @@ def check_dataset(
 
         registry = load_registry()
     rec = Recorder("dataset", spec.name, ORDER)
+    if needs_parameters(rec, spec, params, LOADS):
+        return rec.finish()
     missing = _missing_files(spec)
     if missing:
         rec.report.note = f"{missing}; run 'proxmf-bench data fetch {spec.name}' or point --data-dir at them"

@@ -39,7 +39,14 @@ import torch
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.plugin.specs import Param, ProxSpec
-from proxmf_bench.testing.report import CheckReport, Counterexample, Recorder, describe_error, fmt_value
+from proxmf_bench.testing.report import (
+    CheckReport,
+    Counterexample,
+    Recorder,
+    describe_error,
+    fmt_value,
+    needs_parameters,
+)
 
 DTYPES = (torch.float32, torch.float64)
 TOL = 64.0  # allowed rounding, in units of the output dtype's eps
@@ -91,6 +98,8 @@ def check_prox(
     from a generator seeded with ``seed``, so a report is reproducible.
     """
     rec = Recorder("prox", spec.name, ORDER)
+    if needs_parameters(rec, spec, params, RUNS):
+        return rec.finish()
     device = torch.device(device)
     for given in _param_sets(rec, spec, params):
         for dtype in dtypes:

@@ -139,6 +139,18 @@ class Recorder:
         return self.report
 
 
+def needs_parameters(rec: Recorder, spec: Any, given: Any, row: str) -> bool:
+    """Whether ``spec`` has parameters that must be given (``Param.required``, a data file's
+    path) and none were: the report then says how to check it, and ``row`` is skipped."""
+    required = [p.name for p in spec.params if getattr(p, "required", False)]
+    if given is not None or not required:
+        return False
+    rec.report.note = (f"parameter {', '.join(required)} must be given: check it with values, "
+                       f"e.g. proxmf-bench check '{spec.name}[{required[0]}=...]'")
+    rec.skip(row, "required parameters not given")
+    return True
+
+
 def describe_error(exc: BaseException) -> str:
     return f"raised {describe_exception(exc)}"
 

@@ -43,7 +43,14 @@ from proxmf_bench.plugin.specs import SolverSpec, SpecLookup
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.problem.start import initial_factors
 from proxmf_bench.solve.blackbox import is_black_box
-from proxmf_bench.testing.report import CheckReport, Counterexample, Recorder, describe_error, fmt_value
+from proxmf_bench.testing.report import (
+    CheckReport,
+    Counterexample,
+    Recorder,
+    describe_error,
+    fmt_value,
+    needs_parameters,
+)
 
 DTYPES = (torch.float32, torch.float64)
 SHAPE = (12, 9, 3)  # m, n, rank
@@ -88,6 +95,8 @@ def check_solver(
 
         registry = load_registry()
     rec = Recorder("solver", spec.name, ORDER)
+    if needs_parameters(rec, spec, params, BUILDS):
+        return rec.finish()
     device = torch.device(device)
     black_box = is_black_box(spec.factory)
     for variant in _variants(rec, spec, registry, params):
