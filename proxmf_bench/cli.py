@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_parser()
-    for add in (_add_run, _add_list, _add_plugins, _add_data, _add_report, _add_train):
+    for add in (_add_run, _add_list, _add_plugins, _add_check, _add_data, _add_report, _add_train):
         add(sub, common)
     return parser
 
@@ -152,6 +152,50 @@ def _add_plugins(sub, common: argparse.ArgumentParser) -> None:
                     "registered, and the error of any plugin that failed to load.",
     )
     plug.set_defaults(handler=cmd_plugins)
+
+
+CHECK_EPILOG = """\
+what is checked (seeded inputs, float32 and float64):
+  prox      shape/dtype/device kept, input untouched, batched = per element/column/row,
+            finite output; with a penalty: output in its domain and the argmin (against
+            nearby points and a numerical minimiser); projections: ignore the step,
+            idempotent, nearest point (and the obtuse-angle test for convex sets);
+            convex: firmly nonexpansive; declared parameter ranges and choices work
+  solver    factors of the right shapes, dtype and device, finite; problem data untouched;
+            no clock, output or Problem.loss inside init/step; same seed, same factors;
+            loss() equals Problem.loss; fixed-W problems keep W or are refused clearly
+            (black-box solvers: solve() and its iteration budget)
+  dataset   a valid Problem on the requested device and dtype, finite nonnegative data,
+            the same problem per seed, fresh tensors per load, ground truth of the right shapes
+
+exit status: 0 when every property holds, 1 when one fails, 2 for bad input
+
+examples:
+  proxmf-bench check --plugin my_prox.py           # every spec the file registers
+  proxmf-bench check "ridge_nonneg[lam=10]" --plugin my_prox.py
+  proxmf-bench check simplex mu synthetic          # built-ins by name
+  proxmf-bench check all                           # everything registered
+"""
+
+
+def _add_check(sub, common: argparse.ArgumentParser) -> None:
+    check = sub.add_parser(
+        "check", parents=[common], help="contract checks of plugins: prox operators, solvers, datasets",
+        description="Check plugins against their contracts and print, for each spec, every property\n"
+                    "as ok, FAILED (with a counterexample: input, expected, got) or skipped (with why).\n"
+                    "By default the specs of every third-party plugin (entry points,\n"
+                    "$PROXMF_BENCH_PLUGINS, --plugin files) are checked.",
+        epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("names", nargs="*", metavar="NAME",
+                       help="a prox operator, solver or dataset, optionally with parameters (NAME[key=value,...] "
+                            "checks those only), or 'all' for every registered spec (default: those of "
+                            "third-party plugins)")
+    check.add_argument("--device", default="cpu", help="device of the inputs and problems (default: cpu)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    check.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="where datasets read their files (default: $PROXMF_BENCH_DATA, else a per-user cache)")
+    check.set_defaults(handler=cmd_check)
 
 
 def _add_data(sub, common: argparse.ArgumentParser) -> None:
@@ -388,6 +432,39 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     n_bad = len(registry.failed)
     print(f"\n{len(registry.plugins)} plugins, {n_bad} failed, {len(registry.skipped)} skipped")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import torch
+
+    from proxmf_bench.plugin.data_files import use_data_dir
+    from proxmf_bench.plugin.registry import load_registry
+    from proxmf_bench.testing.plugins import broken_plugin_report, check_target, header, plan
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UserError(f"--device: {args.device!r} is not a device (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    registry = load_registry(args.plugin, strict=args.strict_plugins)
+    work = plan(registry, args.names)
+    reports = [broken_plugin_report(info) for info in work.broken]
+    for report in reports:
+        print(report.format(), end="\n\n", flush=True)
+    with use_data_dir(args.data_dir):
+        for target in work.targets:
+            report = check_target(target, registry, device=device, seed=args.seed)
+            reports.append(report)
+            print(report.format(header(target)), end="\n\n", flush=True)
+    for info in registry.skipped:
+        print(f"not available: plugin {info.name}: {info.skipped}")
+    failed = [r for r in reports if not r.ok]
+    n_props = sum(len(r.failures) for r in failed)
+    print(f"{len(reports)} checked: {len(reports) - len(failed)} passed, {len(failed)} failed"
+          + (f" ({n_props} propert{'y' if n_props == 1 else 'ies'}: {', '.join(f'{r.kind} {r.name}' for r in failed)})"
+             if failed else ""))
+    return 1 if failed else 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:

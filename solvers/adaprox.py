@@ -105,5 +105,6 @@ def proxmf_register_solvers(register):
                 Param("prox_tol", 1e-6, float, "relative tolerance of the sub-iterations", low=0.0),
             ),
             summary="proximal Adam/AMSGrad (AdaProx, Melchior et al. 2020): adaptive steps, no Lipschitz constant",
+            examples=({"variant": "adam"},),
         )
     )

@@ -99,5 +99,6 @@ def proxmf_register_solvers(register):
             params=(STEP_SCALE, Param("restart", "function", str, "adaptive restart scheme", choices=RESTARTS)),
             grid={"restart": ["function", "gradient"]},
             summary="alternating FISTA (Nesterov) PGM with adaptive restart (O'Donoghue & Candes)",
+            examples=({"restart": "none"}, {"restart": "function", "prox_H": "l1", "lam_H": "0.1"}),
         )
     )

@@ -92,5 +92,6 @@ def proxmf_register_solvers(register):
             factory=MU,
             params=(Param("eps", 1e-12, float, "floor on entries and denominators", low=0.0),),
             summary="Lee-Seung multiplicative updates (Frobenius), epsilon-floored",
+            examples=({"eps": "1e-6"},),
         )
     )

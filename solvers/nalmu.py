@@ -133,5 +133,6 @@ def proxmf_register_solvers(register):
             params=PARAMS,
             summary="NALMU: unrolled MU with trained elementwise weights for K layers, then plain MU",
             resolve_params=resolve_params,
+            examples=({"layers": "3"}, {"layers": "3", "normalize": "true"}),
         )
     )

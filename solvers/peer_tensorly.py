@@ -63,11 +63,12 @@ class TensorlyHALS(TensorlyNMF):
 
 
 _BACKEND = Param("backend", "numpy", str, "tensorly backend: numpy (CPU) or pytorch", choices=BACKENDS)
+_EXAMPLES = ({"backend": "pytorch"},)
 
 
 @hookimpl
 def proxmf_register_solvers(register):
-    register(SolverSpec(name="tensorly_mu", factory=TensorlyMU, params=(_BACKEND,),
+    register(SolverSpec(name="tensorly_mu", factory=TensorlyMU, params=(_BACKEND,), examples=_EXAMPLES,
                         summary="peer, black-box: tensorly non_negative_parafac (multiplicative updates)"))
-    register(SolverSpec(name="tensorly_hals", factory=TensorlyHALS, params=(_BACKEND,),
+    register(SolverSpec(name="tensorly_hals", factory=TensorlyHALS, params=(_BACKEND,), examples=_EXAMPLES,
                         summary="peer, black-box: tensorly non_negative_parafac_hals (hierarchical ALS)"))

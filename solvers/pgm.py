@@ -95,5 +95,7 @@ def proxmf_register_solvers(register):
                 Param("shrink", 0.5, float, "backtracking factor eta", low=0.05, high=0.95),
             ),
             summary="alternating proximal gradient, step 1/L per block from the r x r Gram, any prox",
+            examples=({"backtracking": "true"}, {"prox": "l1", "lam": "0.1"},
+                      {"prox_W": "simplex", "prox_H": "l1_nonneg", "lam_H": "0.1"}),
         )
     )

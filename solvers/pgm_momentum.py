@@ -53,5 +53,6 @@ def proxmf_register_solvers(register):
             "pgm_momentum", HeavyBallPGM,
             params=(STEP_SCALE, Param("beta", 0.3, float, "heavy-ball momentum", low=0.0, high=0.99)),
             summary="alternating proximal gradient with heavy-ball momentum (iPiano)",
+            examples=({"beta": "0.9", "prox_H": "l1", "lam_H": "0.1"},),
         )
     )

@@ -131,5 +131,7 @@ def proxmf_register_solvers(register):
             ),
             summary="pgm through torch.optim (proxmf_bench.solve.optim.ProxSGD) and autograd",
             check=_check_nesterov,
+            examples=({"momentum": "0.5", "nesterov": "true"},
+                      {"momentum": "0.5", "nesterov": "true", "prox": "l1", "lam": "0.1"}),
         )
     )

@@ -13,12 +13,14 @@ class ProjectedGradient:
         self.step_scale = step
 
     def init(self, problem, W0, H0):
-        self.Y, self.W, self.H = problem.Y, W0.clone(), H0.clone()
+        self.Y, self.W, self.H, self.fixed_W = problem.Y, W0.clone(), H0.clone(), problem.fixed_W
 
     def step(self):
         Y, W, H = self.Y, self.W, self.H
         WtW = W.T @ W
         H.sub_(self.step_scale * (WtW @ H - W.T @ Y) / torch.linalg.matrix_norm(WtW, 2)).clamp_min_(0)
+        if self.fixed_W:
+            return
         HHt = H @ H.T
         W.sub_(self.step_scale * (W @ HHt - Y @ H.T) / torch.linalg.matrix_norm(HHt, 2)).clamp_min_(0)
 

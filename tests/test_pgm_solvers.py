@@ -12,16 +12,31 @@ from scipy.optimize import nnls
 
 from conftest import cuda
 from proxmf_bench.errors import UserError
-from proxmf_bench.plugin.selection import select
+from proxmf_bench.plugin.registry import load_registry
+from proxmf_bench.plugin.selection import format_label, select
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.problem.start import initial_factors
 
-VARIANTS = [
-    "pgm", "pgm[backtracking=true]", "pgm_momentum", "fista[restart=function]",
-    "fista[restart=gradient]", "fista[restart=none]", "adaprox", "adaprox[variant=adam]",
-    "pgm_torch", "pgm_torch[momentum=0.5,nesterov=true]",
-]
-FAMILY = {"pgm", "pgm_momentum", "fista", "adaprox", "pgm_torch"}
+
+def _family() -> tuple[set[str], list[str]]:
+    """The registered PGM-family solvers (those with a ``prox_W`` parameter), and the
+    selections of their default variants and declared examples that solve the nonnegative
+    problem (``nonneg`` on both blocks): a new family member is covered by registering it."""
+    registry = load_registry(use_entry_points=False, use_env=False)
+    names = {name for name, spec in registry.solvers.items() if "prox_W" in {p.name for p in spec.params}}
+    selections = []
+    for name in sorted(names):
+        spec = registry.solvers[name]
+        texts = [v.label for v in select(name, registry.solvers, registry, "solver")]
+        texts += [format_label(name, example) for example in spec.examples]
+        for text in texts:
+            (variant,) = select(text, registry.solvers, registry, "solver")
+            if variant.params["prox_W"].name == variant.params["prox_H"].name == "nonneg":
+                selections.append(text)
+    return names, selections
+
+
+FAMILY, VARIANTS = _family()
 
 
 def make_solver(registry, selection: str):

@@ -172,6 +172,8 @@ class SolverSpec(ResolvableSpec):
 
     ``factory(**params)`` builds a fresh solver. ``grid`` maps parameter names to the values
     that ``all`` (and a bare ``name``) expands into; a list value gives one variant per entry.
+    ``examples``: parameter sets (as a selection gives them, ``{"backtracking": "true"}``)
+    that the contract checks (``proxmf-bench check``) try besides the default variants.
     ``resolve_params(given, registry)``: see :class:`ResolvableSpec`.
     """
 
@@ -182,6 +184,7 @@ class SolverSpec(ResolvableSpec):
     grid: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
     resolve_params: ParamResolver | None = None
+    examples: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,9 @@ class DatasetSpec(ResolvableSpec):
     resolve_params: ParamResolver | None = None
 
 
+PROX_ACTS_ON = ("elements", "vectors", "tensor")
+
+
 @dataclass(frozen=True)
 class ProxSpec:
     """A named proximal operator ``fn(X, step, **params) -> X`` acting on a torch tensor.
@@ -237,10 +243,17 @@ class ProxSpec:
       indicator): outputs are feasible, ``fn`` is idempotent and ignores ``step``;
     - ``convex``: ``g`` is convex, so ``fn`` is the unique argmin above and firmly
       nonexpansive (a nonconvex prox such as a hard threshold is an argmin but not unique);
+    - ``acts_on``: what ``g`` separates into, i.e. what a batched call treats independently:
+      ``"elements"`` (each entry), ``"vectors"`` (each vector along dim 0, a column of a
+      matrix, or along the last dim, a row, when the operator's ``axis`` parameter is
+      ``"rows"``; a 1-D tensor is one vector) or ``"tensor"`` (the whole argument, e.g. a
+      nuclear-norm prox). The checks compare a batched call with calls on each part;
     - ``examples``: parameter sets, besides the defaults, on which to check it.
 
-    An operator that is neither a projection nor declares a ``penalty`` (a normalisation, say)
-    minimises no stated objective: it can be run, but no objective value is known for it.
+    ``penalty`` returns +inf outside the domain of ``g`` (``l1_nonneg`` at a negative entry),
+    so that ``1/2 ||Z - X||^2 + step * g(Z)`` is the whole objective. An operator that is
+    neither a projection nor declares a ``penalty`` (a normalisation, say) minimises no stated
+    objective: it can be run, but no objective value is known for it.
     """
 
     name: str
@@ -251,7 +264,13 @@ class ProxSpec:
     inplace: Callable[..., torch.Tensor] | None = None
     projection: bool = False
     convex: bool = False
+    acts_on: str = "elements"
     examples: tuple[Mapping[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.acts_on not in PROX_ACTS_ON:
+            raise ValueError(f"prox {self.name}: acts_on must be one of {', '.join(PROX_ACTS_ON)}, "
+                             f"got {self.acts_on!r}")
 
     def __call__(self, X: torch.Tensor, step: float, **params: Any) -> torch.Tensor:
         return self.fn(X, step, **params)

@@ -15,9 +15,11 @@ Set-valued constraints that concern whole vectors (``simplex``, ``unity``, ``l2_
 each row (``axis=rows``, along the last dim) of a matrix; a 1-D tensor is one vector. All other
 operators are elementwise.
 
-Each spec also carries ``penalty(X, **params)``, the value of ``g`` (``None`` for indicator
-functions and for the normalisation ``unity``, which are 0 at the operator's outputs); the
-FISTA solver uses it for function-value restarts.
+Each spec also carries ``penalty(X, **params)``, the value of ``g``, +inf outside its domain
+(``l1_nonneg`` and ``max_entropy`` at a negative entry; ``None`` for indicator functions and
+for the normalisation ``unity``, which are 0 at the operator's outputs); the FISTA solver uses
+it for function-value restarts. Each declares what it is (``projection``, ``convex``,
+``acts_on``, example parameters) for the contract checks of :mod:`proxmf_bench.testing`.
 """
 
 from __future__ import annotations
@@ -117,8 +119,10 @@ def prox_max_entropy(X: torch.Tensor, step: float, lam: float = 0.1, newton_step
     :math:`y_0 = c` otherwise. Both starts satisfy :math:`\phi(y_0) \ge 0`, so the iterates
     decrease monotonically to the root (the safeguard: no overshoot, no overflow) and converge
     quadratically; ``newton_steps = 8`` reaches float64 precision for every :math:`c`.
-    With :math:`a = 0` the operator is the limit :math:`\max(x, 0)`; where :math:`x/a`
-    overflows, the penalty is negligible and :math:`x` is returned.
+    With :math:`a = 0` the operator is the limit :math:`\max(x, 0)`, and so it is where
+    :math:`x/a` overflows (a tiny step, below about 1e-38 in float32): there :math:`z = x`
+    up to a relative :math:`a \log(x) / x` for :math:`x > 0`, and :math:`z = a\,e^{c}`
+    underflows to 0 for :math:`x < 0`.
     """
     a = step * lam
     if a == 0:
@@ -128,7 +132,7 @@ def prox_max_entropy(X: torch.Tensor, step: float, lam: float = 0.1, newton_step
     for _ in range(newton_steps):
         ey = torch.exp(y)
         y = y - (ey + y - c) / (ey + 1)
-    return torch.where(torch.isfinite(c), a * torch.exp(y), X)
+    return torch.where(torch.isfinite(c), a * torch.exp(y), X.clamp_min(0))
 
 
 # ------------------------------------------------------------------------------ vector-wise sets
@@ -141,6 +145,11 @@ def simplex_threshold(V: torch.Tensor, s: float, dim: int = 0) -> torch.Tensor:
     decreasingly and :math:`\rho = \max\{k : u_k > (\sum_{j \le k} u_j - s)/k\}`,
     :math:`\theta = (\sum_{j \le \rho} u_j - s)/\rho`. One sort and one cumulative sum per
     vector, all vectors at once. For ``s = 0`` the result is :math:`\max_i v_i`.
+
+    The cumulative sums carry any common offset of a vector, so the rounding of
+    :math:`\theta` grows with it (float32 columns around 1e5 miss the sum by 3e-2): pass
+    vectors shifted by their maximum (:func:`_shifted_by_max`), whose entries in the support
+    then lie within ``s`` of 0.
     """
     U = torch.sort(V, dim=dim, descending=True).values
     css = U.cumsum(dim).sub_(s)
@@ -153,10 +162,22 @@ def simplex_threshold(V: torch.Tensor, s: float, dim: int = 0) -> torch.Tensor:
     return css.gather(dim, rho - 1) / rho
 
 
+def _shifted_by_max(V: torch.Tensor, dim: int) -> torch.Tensor:
+    """``V`` minus the maximum of each vector along ``dim``: the threshold is translation
+    equivariant, and the shifted entries near the maximum are exact (Sterbenz)."""
+    return V - V.amax(dim, keepdim=True)
+
+
 @_vectorwise
 def prox_simplex(X: torch.Tensor, step: float, s: float = 1.0, axis: str = "columns") -> torch.Tensor:
-    r"""Exact Euclidean projection of each vector onto :math:`\{x \ge 0,\ \sum_i x_i = s\}`."""
-    return (X - simplex_threshold(X, s, _dim(X, axis))).clamp_min_(0)
+    r"""Exact Euclidean projection of each vector onto :math:`\{x \ge 0,\ \sum_i x_i = s\}`.
+
+    Computed as :math:`\max(D - \theta_D, 0)` with :math:`D = x - \max_i x_i`, so that a
+    large common offset does not cost precision (see :func:`simplex_threshold`).
+    """
+    dim = _dim(X, axis)
+    D = _shifted_by_max(X, dim)
+    return D.sub_(simplex_threshold(D, s, dim)).clamp_min_(0)
 
 
 @_vectorwise
@@ -192,12 +213,15 @@ def prox_l1_ball(X: torch.Tensor, step: float, radius: float = 1.0, axis: str = 
     :math:`z = \operatorname{sign}(x)\max(|x| - \theta, 0)` with
     :math:`\theta = \max(\theta_s, 0)`, :math:`\theta_s` the simplex threshold of :math:`|x|`
     for total ``r`` (Duchi et al. 2008). Points already inside have :math:`\theta_s \le 0`
-    and are returned unchanged.
+    and are returned unchanged. As in ``simplex``, the threshold is taken on :math:`|x|`
+    shifted by its maximum :math:`M` (:math:`\theta_s = M + \theta_D`).
     """
     dim = _dim(X, axis)
     A = X.abs()
-    theta = simplex_threshold(A, radius, dim).clamp_min_(0)
-    return X.sign() * (A - theta).clamp_min_(0)
+    M = A.amax(dim, keepdim=True)
+    D = A - M  # not in place: amax's gradient needs A
+    theta_D = simplex_threshold(D, radius, dim)
+    return torch.where(theta_D + M > 0, X.sign() * D.sub_(theta_D).clamp_min_(0), X)
 
 
 @_vectorwise
@@ -224,8 +248,13 @@ def penalty_l1(X: torch.Tensor, lam: float = 0.1) -> torch.Tensor:
     return lam * _sum64(X.abs())
 
 
+def _on_nonneg(X: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` where ``X >= 0``, +inf outside: the domain of a penalty restricted to x >= 0."""
+    return torch.where((X < 0).any(), math.inf, value)
+
+
 def penalty_l1_nonneg(X: torch.Tensor, lam: float = 0.1) -> torch.Tensor:
-    return lam * _sum64(X)
+    return _on_nonneg(X, lam * _sum64(X))
 
 
 def penalty_l0(X: torch.Tensor, lam: float = 0.1) -> torch.Tensor:
@@ -233,7 +262,7 @@ def penalty_l0(X: torch.Tensor, lam: float = 0.1) -> torch.Tensor:
 
 
 def penalty_max_entropy(X: torch.Tensor, lam: float = 0.1, newton_steps: int = 8) -> torch.Tensor:
-    return lam * _sum64(torch.special.xlogy(X, X))
+    return _on_nonneg(X, lam * _sum64(torch.special.xlogy(X, X)))
 
 
 def penalty_l21(X: torch.Tensor, lam: float = 0.1, axis: str = "columns") -> torch.Tensor:
@@ -259,13 +288,13 @@ BUILTIN_PROX = (
         "simplex", prox_simplex,
         params=(Param("s", 1.0, float, "sum of each vector", low=0.0), _axis("project")),
         summary="exact Euclidean projection of each column (or row) onto {x >= 0, sum x = s}, sort-based",
-        projection=True, convex=True, examples=({"s": 2.5}, {"axis": "rows"}),
+        projection=True, convex=True, acts_on="vectors", examples=({"s": 2.5}, {"axis": "rows"}),
     ),
     ProxSpec(
         "unity", prox_unity,
         params=(Param("s", 1.0, float, "sum of each vector", low=0.0), _axis("normalise")),
         summary="s max(x, 0) / sum(max(x, 0)) per column or row (the seed's normalisation; not a projection)",
-        examples=({"s": 2.0, "axis": "rows"},),
+        acts_on="vectors", examples=({"s": 2.0, "axis": "rows"},),
     ),
     ProxSpec("l1", prox_l1, params=(_lam("weight of lam * ||x||_1"),), penalty=penalty_l1,
              summary="soft threshold, prox of lam * ||x||_1", convex=True, examples=({"lam": 2.0},)),
@@ -292,20 +321,20 @@ BUILTIN_PROX = (
         "l2_ball", prox_l2_ball,
         params=(Param("radius", 1.0, float, "ball radius", low=0.0), _axis("project")),
         summary="projection of each column (or row) onto {||x||_2 <= radius}",
-        projection=True, convex=True, examples=({"radius": 0.3, "axis": "rows"},),
+        projection=True, convex=True, acts_on="vectors", examples=({"radius": 0.3, "axis": "rows"},),
     ),
     ProxSpec(
         "l1_ball", prox_l1_ball,
         params=(Param("radius", 1.0, float, "ball radius", low=0.0), _axis("project")),
         summary="exact projection of each column (or row) onto {||x||_1 <= radius}",
-        projection=True, convex=True, examples=({"radius": 0.3, "axis": "rows"},),
+        projection=True, convex=True, acts_on="vectors", examples=({"radius": 0.3, "axis": "rows"},),
     ),
     ProxSpec("l0", prox_l0, params=(_lam("weight of lam * ||x||_0"),), penalty=penalty_l0,
              summary="hard threshold, prox of lam * ||x||_0 (nonconvex)", examples=({"lam": 2.0},)),
     ProxSpec(
         "l21", prox_l21, params=(_lam("weight of lam * sum of group norms"), _axis("groups are")),
         penalty=penalty_l21, summary="group soft threshold, prox of lam * sum_g ||x_g||_2 (groups: columns or rows)",
-        convex=True, examples=({"lam": 1.0, "axis": "rows"},),
+        convex=True, acts_on="vectors", examples=({"lam": 1.0, "axis": "rows"},),
     ),
 )
 

@@ -149,12 +149,14 @@ def prox_solver_spec(
     summary: str = "",
     grid: Mapping[str, Any] | None = None,
     check: Callable[[Mapping[str, Any]], str | None] | None = None,
+    examples: tuple[Mapping[str, Any], ...] = (),
 ) -> SolverSpec:
     """A :class:`SolverSpec` for ``solver(prox_W, prox_H, **own_params)``.
 
     The declared parameters are ``prox_W``, ``prox_H`` and ``params``; resolution goes
     through :func:`resolve_prox_params`. ``check(resolved)``, if given, returns a message
     for a combination of values that is invalid (it becomes a :class:`UserError`).
+    ``examples``: see :class:`SolverSpec`.
     """
 
     def factory(**resolved: Any) -> Any:
@@ -170,7 +172,7 @@ def prox_solver_spec(
 
     return SolverSpec(
         name=name, factory=factory, params=(prox_param("W"), prox_param("H"), *params),
-        grid=dict(grid or {}), summary=summary, resolve_params=resolve,
+        grid=dict(grid or {}), summary=summary, resolve_params=resolve, examples=examples,
     )
 
 

@@ -8,11 +8,12 @@ class TinyMU:
     """MU with H and W updated in the opposite order."""
 
     def init(self, problem, W0, H0):
-        self.Y, self.W, self.H = problem.Y, W0, H0
+        self.Y, self.W, self.H, self.fixed_W = problem.Y, W0, H0, problem.fixed_W
 
     def step(self):
         Y, W, H = self.Y, self.W, self.H
-        mu_update_W(W, Y @ H.T, H @ H.T, 1e-12, inplace=True)
+        if not self.fixed_W:
+            mu_update_W(W, Y @ H.T, H @ H.T, 1e-12, inplace=True)
         mu_update_H(H, W.T @ Y, W.T @ W, 1e-12, inplace=True)
 
     def factors(self):
