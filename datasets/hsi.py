@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from proxmf_bench.errors import DataError
+from proxmf_bench.plugin.data_files import require
 from proxmf_bench.plugin.hookspecs import hookimpl
 from proxmf_bench.plugin.specs import DataFile, DatasetSpec
-from proxmf_bench.plugin.data_files import require
 from proxmf_bench.problem.problem import Problem
 
 

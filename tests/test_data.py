@@ -14,8 +14,8 @@ import pytest
 from conftest import HSI_DATA, needs_hsi
 from proxmf_bench.cli import main
 from proxmf_bench.errors import DataError
-from proxmf_bench.plugin.specs import DataFile
 from proxmf_bench.plugin import data_files as data
+from proxmf_bench.plugin.specs import DataFile
 
 PAYLOAD = b"hyperspectral bytes " * 5000
 PAYLOAD_FILE = DataFile("scene/cube.bin", hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD))

@@ -14,8 +14,8 @@ from conftest import HSI_DATA, HSI_MISSING, needs_hsi
 from proxmf_bench.cli import main
 from proxmf_bench.datasets import hsi
 from proxmf_bench.errors import DataError
-from proxmf_bench.plugin.specs import DataFile
 from proxmf_bench.plugin.data_files import ENV_DATA
+from proxmf_bench.plugin.specs import DataFile
 
 CPU, F64 = torch.device("cpu"), torch.float64
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import tomllib
+
 from conftest import REPO
 
 # installed module name -> source file, for the library and its plugin packages
@@ -138,3 +140,10 @@ def test_tests_and_benchmarks_import_plugins_by_their_installed_names():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
             offending += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("solvers", "datasets")]
     assert offending == []
+
+
+def test_every_subpackage_is_in_the_wheel():
+    # an editable install finds any directory; a wheel (and asv's environments) only the listed ones
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {m for m, path in MODULES.items() if path.name == "__init__.py"}
+    assert packages - listed == set()
