@@ -24,6 +24,7 @@ def _script(name):
 
 peer_table = _script("peer_table")
 floor = _script("compare_mu_floor")
+floor_table = _script("floor_table")
 
 
 def _rows(solver, name, points):
@@ -56,20 +57,30 @@ def test_peer_table_rewrites_only_its_block():
         peer_table.replace_block("no markers", "new")
 
 
-@pytest.mark.parametrize("name", ["mu", "pgm"])
+@pytest.mark.parametrize("name", ["mu", "pgm", "fista", "adaprox"])
 def test_floor_loops_compute_the_solvers_iterates(name):
     """The bare loop is a fair floor only if it does the solver's own arithmetic."""
     registry = load_registry(use_entry_points=False)
-    if name not in registry.solvers:
-        pytest.skip(f"{name} is not registered")
     gen = torch.Generator().manual_seed(0)
     problem = Problem(Y=torch.rand(30, 20, generator=gen, dtype=torch.float64), rank=4)
     W0, H0 = initial_factors(problem, 0)
-    solver = registry.get_solver(name).factory(
-        **floor.select_solver(registry, name).params)
+    solver = registry.get_solver(name).factory(**floor.select_solver(registry, name).params)
     solver.init(problem, W0.clone(), H0.clone())
-    for _ in range(5):
+    for _ in range(25):
         solver.step()
     W, H = solver.factors()
-    Wb, Hb = floor.BARE[name](problem.Y, W0.clone(), H0.clone(), 5)
-    assert torch.allclose(W, Wb, rtol=1e-10) and torch.allclose(H, Hb, rtol=1e-10)
+    Wb, Hb = floor_table.BARE[name](problem.Y, problem.Yt, W0.clone(), H0.clone(), 25)
+    assert torch.allclose(W, Wb, rtol=1e-9, atol=1e-12) and torch.allclose(H, Hb, rtol=1e-9, atol=1e-12)
+
+
+def test_floor_table_quick_mode_runs(capsys):
+    floor_table.main(["--quick", "--repeats", "1", "--solvers", "mu,nalmu,pgm,fista,adaprox,pgm_torch,hals,sklearn_mu"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("tiny")]
+    solvers = {row[2] for row in rows}
+    assert {"mu", "nalmu", "pgm", "fista", "adaprox", "pgm_torch", "hals", "sklearn_mu"} <= solvers
+    assert len(rows) == 2 * len(solvers)  # float64 and float32
+    for row in rows:
+        if row[3].startswith("bare"):
+            floor_ms, solver_ms, ratio = float(row[5]), float(row[6]), float(row[7])
+            assert floor_ms > 0 and solver_ms > 0 and ratio == pytest.approx(solver_ms / floor_ms, rel=0.02, abs=0.006)

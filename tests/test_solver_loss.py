@@ -23,6 +23,7 @@ WITH_LOSS = [
     "fista[restart=function]", "fista[restart=gradient]", "fista[restart=none]",
     "adaprox", "adaprox[variant=adam]", "nalmu[layers=3]", "nalmu[layers=3,normalize=true]",
     "pgm_torch", "pgm_torch[momentum=0.5]", "pgm_torch[momentum=0.5,nesterov=true,prox=l1,lam=0.1]",
+    "hals", "hals[first=H]", "hals[alpha=0]", "hals[prox=elastic_nonneg,lam=0.1,ridge=0.5]",
 ]
 
 
