@@ -101,7 +101,7 @@ def test_converged_point_satisfies_the_kkt_conditions(l1, l2):
 def test_fixed_W_converges_to_the_nnls_solution():
     problem = _problem(fixed_W=True)
     W0, H0 = initial_factors(problem, 0)
-    result = solve_hals(problem, W0, H0, tol=0.0, max_iter=3000, eps=0.0)
+    result = solve_hals(problem, W0, H0, tol=0.0, max_iter=3000, alpha=2.0, eps=0.0)
     assert torch.equal(result.W, problem.W_true)
     A, Y = problem.W_true.numpy(), problem.Y.numpy()
     expected = np.stack([nnls(A, Y[:, j])[0] for j in range(Y.shape[1])], axis=1)
