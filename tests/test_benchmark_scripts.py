@@ -40,14 +40,23 @@ def test_peer_table_per_iteration_time_and_time_to_target():
     summary = peer_table.summarise(frame, peers=["peer_x"]).set_index("solver")
     fast, slow = summary.loc["fast"], summary.loc["slow"]
     assert fast.ms_per_iter == pytest.approx(100.0)  # (4.5 - 2.5) / (40 - 20): set-up excluded
-    assert fast.time_to_target == 2.5 and fast.iters_to_target == 20  # 5e-5 <= 1e-4
+    assert fast["time_0.0001"] == 2.5 and fast["iters_0.0001"] == 20  # 5e-5 <= 1e-4
+    assert fast["time_1e-06"] == 4.5 and fast["iters_1e-06"] == 40  # f* itself
     assert fast.kind == "proxmf-bench" and slow.kind == "peer"
     assert slow.ms_per_iter == pytest.approx(60.0)
-    assert math.isnan(slow.time_to_target) and slow.best_subopt == pytest.approx(0.2)
+    assert math.isnan(slow["time_0.0001"]) and slow.best_subopt == pytest.approx(0.2)
     table = peer_table.to_markdown(summary.reset_index(), max_time=5)
     lines = [line for line in table.splitlines() if line.startswith("| `")]
-    assert lines[0].startswith("| `fast` | proxmf-bench | 100.000 | 2.500 s | 20 |")
+    assert lines[0].startswith("| `fast` | proxmf-bench | 100.000 | 2.500 s | 20 | 4.500 s | 40 |")
     assert "not reached in 5 s (best 2.0e-01)" in lines[1]
+
+
+def test_peer_table_quick_mode_runs(capsys):
+    peer_table.main(["--quick"])
+    table = capsys.readouterr().out
+    assert "f* is the lowest loss any solver reached" in table
+    solvers = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert {"mu", "hals", "fista[restart=function]"} <= solvers
 
 
 def test_peer_table_rewrites_only_its_block():
@@ -84,3 +93,14 @@ def test_floor_table_quick_mode_runs(capsys):
         if row[3].startswith("bare"):
             floor_ms, solver_ms, ratio = float(row[5]), float(row[6]), float(row[7])
             assert floor_ms > 0 and solver_ms > 0 and ratio == pytest.approx(solver_ms / floor_ms, rel=0.02, abs=0.006)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_gpu_check_without_cuda_says_so_and_exits_0():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check"], cwd=BENCHMARKS.parent,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("no CUDA device") and "nothing to check" in out.stdout

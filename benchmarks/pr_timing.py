@@ -1,0 +1,33 @@
+"""asv, pull-request subset, timing: one step of each stepped solver family and one call of each
+prox operator at one size, on the CPU in float64, with settings chosen for a noisy shared runner.
+
+Each sample lasts at least ``sample_time`` (50 ms, many iterations), each round takes 10 to 20
+samples, and asv interleaves two rounds per commit (``--interleave-rounds``), so a burst of load
+on the runner hits both commits. CI compares these with ``--factor 1.5`` (the noise measured by
+running the subset twice on one commit, see README "Performance tracking"): a shared runner
+detects a slowdown of 1.5x or more, not a 10 % one. Part of the subset selected by ``-b '^pr_'``.
+"""
+
+from __future__ import annotations
+
+from benchmarks.bench_prox import TimeProx
+from benchmarks.bench_solvers import TimeSolverStep
+from benchmarks.common import prox_operators, stepped_solvers
+
+NOISY_RUNNER = {"sample_time": 0.05, "repeat": (10, 20, 20.0), "rounds": 2, "warmup_time": 0.2}
+
+
+class TimeStepPR(TimeSolverStep):
+    """``TimeSolverStep`` at the small size (200 x 500, rank 10), float64, CPU."""
+
+    params = (stepped_solvers(), ["small"], ["float64"], ["cpu"])
+    sample_time, repeat, rounds, warmup_time = (NOISY_RUNNER[k] for k in ("sample_time", "repeat", "rounds",
+                                                                          "warmup_time"))
+
+
+class TimeProxPR(TimeProx):
+    """``TimeProx`` on 10^5 elements, float64, CPU."""
+
+    params = (prox_operators(), [10**5], ["float64"], ["cpu"])
+    sample_time, repeat, rounds, warmup_time = (NOISY_RUNNER[k] for k in ("sample_time", "repeat", "rounds",
+                                                                          "warmup_time"))
