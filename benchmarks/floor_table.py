@@ -136,11 +136,11 @@ def bare_adaprox(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Te
         v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         torch.maximum(vmax, v, out=vmax)
         psi = vmax.sqrt().add_(eps)
-        V = X - alpha * m / psi
+        V = torch.addcdiv(X, m, psi, value=-alpha)
         gamma = 1.0 / float(psi.max())
         Z = V.clamp_min(0)
         for _ in range(prox_iter - 1):
-            Z_next = (Z - gamma * psi * (Z - V)).clamp_min(0)
+            Z_next = torch.addcmul(Z, psi, Z - V, value=-gamma).clamp_min_(0)
             change = float(torch.linalg.vector_norm(Z_next - Z))
             Z = Z_next
             if change <= prox_tol * float(torch.linalg.vector_norm(Z)):

@@ -68,8 +68,10 @@ def test_harness_on_cuda_records_synchronised_time(registry):
 
 
 def test_hals_reference_on_cuda_matches_cpu(registry):
-    cpu, gpu = _problem(registry, "cpu"), _problem(registry, "cuda", torch.float32)
-    a = solve_hals(cpu, *initial_factors(cpu, 0), tol=0.0, max_iter=50, alpha=0)
-    b = solve_hals(gpu, *initial_factors(cpu, 0), tol=0.0, max_iter=50, alpha=0)
+    # both from float32 data, which solve_hals runs in float64
+    cpu, gpu = _problem(registry, "cpu", torch.float32), _problem(registry, "cuda", torch.float32)
+    start = initial_factors(cpu, 0)
+    a = solve_hals(cpu, *start, tol=0.0, max_iter=50, alpha=0)
+    b = solve_hals(gpu, *start, tol=0.0, max_iter=50, alpha=0)
     assert b.W.is_cuda and b.W.dtype == torch.float64
     assert b.loss == pytest.approx(a.loss, rel=1e-9)
