@@ -158,7 +158,7 @@ BARE: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor]]] = {
 }
 
 
-def time_bare(name: str, problem, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> float:
+def measure_bare(name: str, problem, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> float:
     """Seconds per iteration of bare loop ``name`` over ``iters`` iterations from ``(W0, H0)``."""
     W, H = W0.clone(), H0.clone()
     synchronize(problem.device)
@@ -168,7 +168,7 @@ def time_bare(name: str, problem, W0: torch.Tensor, H0: torch.Tensor, iters: int
     return (time.perf_counter() - tic) / iters
 
 
-def time_solver(registry, variant, dataset_variant, problem, start, iters: int) -> float:
+def measure_solver(registry, variant, dataset_variant, problem, start, iters: int) -> float:
     """Seconds per iteration of a stepped solver in the harness: ``(t_K - t_0) / K``."""
     from proxmf_bench.run.cells import Cell, Limits
     from proxmf_bench.run.harness import run_cell
@@ -184,7 +184,7 @@ def time_solver(registry, variant, dataset_variant, problem, start, iters: int) 
     return (last["time_s"] - first["time_s"]) / (last["iteration"] - first["iteration"])
 
 
-def time_peer(solver, problem, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> tuple[float, float]:
+def measure_peer(solver, problem, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> tuple[float, float]:
     """Seconds of a black-box peer's calls with budgets ``K`` and ``2K``: ``(T(K), T(2K))``."""
     times = []
     for budget in (iters, 2 * iters):
@@ -298,7 +298,7 @@ def report_problem(registry, label, dtype, dataset, problem, start, wanted, args
     for name in wanted:
         if name in peers:
             continue
-        probe = time_solver(registry, variants[name], dataset, problem, start, 3)
+        probe = measure_solver(registry, variants[name], dataset, problem, start, 3)
         iters[name] = iterations_for(probe, args.seconds, args.quick)
     for name in peers:
         tic = time.perf_counter()
@@ -309,12 +309,12 @@ def report_problem(registry, label, dtype, dataset, problem, start, wanted, args
     for _ in range(args.repeats):
         for name in wanted:  # interleaved: each solver, then its floor, then the next
             if name in peers:
-                times[name].append(time_peer(peers[name], problem, W0, H0, iters[name]))
+                times[name].append(measure_peer(peers[name], problem, W0, H0, iters[name]))
                 continue
-            times[name].append(time_solver(registry, variants[name], dataset, problem, start, iters[name]))
+            times[name].append(measure_solver(registry, variants[name], dataset, problem, start, iters[name]))
             floor = FLOOR_OF.get(name)
             if floor is not None:
-                floor_times[name].append(time_bare(floor, problem, W0, H0, iters[name]))
+                floor_times[name].append(measure_bare(floor, problem, W0, H0, iters[name]))
     for name in peers:
         times[name] = [peer_per_iteration(times[name], iters[name])]
     for name in wanted:

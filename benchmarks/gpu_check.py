@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.floor_table import BARE, time_solver
+from benchmarks.floor_table import BARE, measure_solver
 
 REPO = Path(__file__).resolve().parents[1]
 SOLVERS = ("mu", "pgm", "fista", "hals")
@@ -49,7 +49,7 @@ def run_cuda_tests() -> int:
                           cwd=REPO).returncode
 
 
-def time_bare_loop(name: str, problem, W0: torch.Tensor, H0: torch.Tensor, iters: int, sync: bool) -> float:
+def measure_bare_loop(name: str, problem, W0: torch.Tensor, H0: torch.Tensor, iters: int, sync: bool) -> float:
     """Seconds per iteration of bare loop ``name``; ``sync=False`` reads the clock before the
     queued kernels have finished (the launch rate, not the speed)."""
     W, H = W0.clone(), H0.clone()
@@ -77,7 +77,7 @@ def cpu_time(registry, name: str, variant, dataset, problem, start, iters: int) 
             return (time.perf_counter() - tic) / iters
         from proxmf_bench.problem.start import StartingPoint
 
-        return time_solver(registry, variant, dataset, cpu, StartingPoint(cpu, W0, H0), iters)
+        return measure_solver(registry, variant, dataset, cpu, StartingPoint(cpu, W0, H0), iters)
     finally:
         torch.set_num_threads(threads)
 
@@ -116,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
           f" {'CPU 1 thread ms/it':>19} {'speed-up':>9} {'peak GPU MiB':>13}", flush=True)
     for name in SOLVERS:
         variant = select(name, registry.solvers, registry, "solver")[0]
-        probe = time_solver(registry, variant, dataset, problem, start, 3)
+        probe = measure_solver(registry, variant, dataset, problem, start, 3)
         iters = max(5, min(2000, int(args.seconds / max(probe, 1e-6))))
         torch.cuda.reset_peak_memory_stats(device)
-        harness = min(time_solver(registry, variant, dataset, problem, start, iters) for _ in range(2))
+        harness = min(measure_solver(registry, variant, dataset, problem, start, iters) for _ in range(2))
         peak = torch.cuda.max_memory_allocated(device) / 2**20
         if name in BARE:
-            synced = min(time_bare_loop(name, problem, W0, H0, iters, sync=True) for _ in range(2))
-            unsynced = time_bare_loop(name, problem, W0, H0, iters, sync=False)
+            synced = min(measure_bare_loop(name, problem, W0, H0, iters, sync=True) for _ in range(2))
+            unsynced = measure_bare_loop(name, problem, W0, H0, iters, sync=False)
             bare = f"{1e3 * synced:12.3f} {1e3 * unsynced:14.3f} {harness / synced:13.2f}"
         else:
             bare = f"{'-':>12} {'-':>14} {'-':>13}"

@@ -84,15 +84,15 @@ class TorchPGM:
         with torch.no_grad():
             WtY = self.WtY if self.fixed_W else W.T @ self.problem.Y
         groups[0]["lr"] = safe_step(self.step_scale, lipschitz(WtW))
-        # <G H, H> / 2 - <C, H>: gradient G H - C, the loss's up to the constant ||Y||^2 / 2
-        self._round(torch.sum((0.5 * (WtW @ H) - WtY) * H))
+        # <G H / 2 - C, H>: gradient G H - C, the loss's up to the constant ||Y||^2 / 2
+        self._round(torch.sum(torch.addmm(WtY, WtW, H, beta=-1, alpha=0.5) * H))
         if self.fixed_W:
             return
         with torch.no_grad():
             self.HHt = HHt = H @ H.T
             self.YHt = YHt = (H @ self.problem.Yt).T
         groups[1]["lr"] = safe_step(self.step_scale, lipschitz(HHt))
-        self._round(torch.sum((0.5 * (W @ HHt) - YHt) * W))
+        self._round(torch.sum(torch.addmm(YHt, W, HHt, beta=-1, alpha=0.5) * W))
         with torch.no_grad():
             self.WtW = W.T @ W
 
