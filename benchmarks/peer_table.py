@@ -30,8 +30,10 @@ import re
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where used: asv imports this module in an environment without it
+    import pandas as pd
 
 PROBLEMS = (
     "digits",
@@ -69,6 +71,8 @@ def per_iteration(rows: pd.DataFrame) -> float:
 
 def summarise(frame: pd.DataFrame, peers: list[str], targets: tuple[float, ...] = TARGETS) -> pd.DataFrame:
     """One row per (dataset, solver): kind, ms/iteration, time and iterations to each target."""
+    import pandas as pd
+
     out = []
     for dataset, rows in frame.groupby("dataset", sort=False):
         f_star = rows.loss.min()
@@ -123,6 +127,8 @@ def environment_line() -> str:
 
 
 def build_table(problems: tuple[str, ...], max_time: float, max_iter: int) -> str:
+    import pandas as pd
+
     from proxmf_bench import run_benchmark
 
     ours, peers = solver_groups()

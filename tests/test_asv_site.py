@@ -66,3 +66,18 @@ def test_noise_ratios_are_symmetric_and_skip_missing_results():
     second = {"a": 1.5, "b": 1.0, "d": 1.0}
     assert noise.ratios(first, second) == {"a": 1.5, "b": 2.0}
     assert noise._combinations([["x", "y"], ["1"]]) == [("x", "1"), ("y", "1")]
+
+
+def test_benchmark_modules_import_in_the_small_asv_environment():
+    """asv imports every module in benchmarks/ in an environment holding only torch, numpy,
+    scipy, pluggy and tqdm (asv.conf.json): none may import the project's other dependencies."""
+    import subprocess
+    import sys
+
+    blocked = ["pandas", "pyarrow", "matplotlib", "sklearn", "tensorly", "torchnmf", "dask"]
+    modules = sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem != "__init__")
+    code = (f"import sys\nfor name in {blocked!r}: sys.modules[name] = None\n"
+            f"import importlib\nfor m in {modules!r}: importlib.import_module('benchmarks.' + m)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=BENCHMARKS.parent, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
