@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import re
 import tempfile
@@ -126,12 +127,21 @@ def environment_line() -> str:
     return f"{cpu_name()}, 1 thread, Python {platform.python_version()}, {', '.join(versions)}"
 
 
+def load_average() -> str:
+    """The 1-minute load average and the CPU count: how shared the machine was."""
+    try:
+        return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    except OSError:  # not available on this platform
+        return "load average unknown"
+
+
 def build_table(problems: tuple[str, ...], max_time: float, max_iter: int) -> str:
     import pandas as pd
 
     from proxmf_bench import run_benchmark
 
     ours, peers = solver_groups()
+    load_before = load_average()
     frames = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, problem in enumerate(problems):
@@ -139,7 +149,8 @@ def build_table(problems: tuple[str, ...], max_time: float, max_iter: int) -> st
                                 max_iter=max_iter, max_time=max_time, threads=1, out=Path(tmp) / str(i))
             frames.append(out.frame)
     summary = summarise(pd.concat(frames), peers)
-    return (f"Measured on {environment_line()}; f* is the lowest loss any solver reached on the problem."
+    return (f"Measured on {environment_line()} ({load_before} at the start, {load_average()} at the end); "
+            "f* is the lowest loss any solver reached on the problem."
             f"\n\n{to_markdown(summary, max_time)}")
 
 

@@ -15,7 +15,15 @@ from __future__ import annotations
 
 import math
 
-from benchmarks.common import default_solver, hals_reference_loss, stepped_solvers, synthetic, timing_conditions
+from benchmarks.common import (
+    PR_SOLVERS,
+    default_solver,
+    hals_reference_loss,
+    require_registered,
+    stepped_solvers,
+    synthetic,
+    timing_conditions,
+)
 from proxmf_bench.plugin.selection import Variant
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.problem.start import initial_factors
@@ -41,9 +49,12 @@ def quality(records: list[dict], f_star: float) -> dict[str, float]:
 
 
 class TrackQuality:
-    params = (stepped_solvers(),)
+    params = (list(PR_SOLVERS),)
     param_names = ("solver",)
     timeout = 300
+
+    def setup(self, results, solver):
+        require_registered("solvers", solver)
 
     def setup_cache(self):
         timing_conditions()
@@ -52,7 +63,7 @@ class TrackQuality:
         f_star = hals_reference_loss(problem, sweeps=CAP)
         W0, H0 = initial_factors(problem, 0)
         results = {}
-        for name in stepped_solvers():
+        for name in sorted(set(PR_SOLVERS) & set(stepped_solvers())):
             cell = Cell(Variant(name, {}, name), Variant("synthetic", {}, "synthetic"), "cpu", "float64", 0)
             result = run_cell(lambda name=name: default_solver(name), cell, problem, W0.clone(), H0.clone(),
                               Limits(max_iter=CAP), RecordSchedule(dense=CAP))

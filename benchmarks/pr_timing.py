@@ -5,29 +5,40 @@ Each sample lasts at least ``sample_time`` (50 ms, many iterations), each round 
 samples, and asv interleaves two rounds per commit (``--interleave-rounds``), so a burst of load
 on the runner hits both commits. CI compares these with ``--factor 1.5`` (the noise measured by
 running the subset twice on one commit, see README "Performance tracking"): a shared runner
-detects a slowdown of 1.5x or more, not a 10 % one. Part of the subset selected by ``-b '^pr_'``.
+detects a slowdown of 1.5x or more, not a 10 % one. Part of the subset selected by ``-b '^pr_'``;
+the solver families and prox operators are listed in ``benchmarks.common`` (``PR_SOLVERS``,
+``PR_PROX``).
 """
 
 from __future__ import annotations
 
-from benchmarks.bench_prox import TimeProx
-from benchmarks.bench_solvers import TimeSolverStep
-from benchmarks.common import prox_operators, stepped_solvers
+# the modules, not their classes: a class imported here would be discovered by asv as a
+# benchmark of this module too, with its full grid
+from benchmarks import bench_prox, bench_solvers
+from benchmarks.common import PR_PROX, PR_SOLVERS, require_registered
 
 NOISY_RUNNER = {"sample_time": 0.05, "repeat": (10, 20, 20.0), "rounds": 2, "warmup_time": 0.2}
 
 
-class TimeStepPR(TimeSolverStep):
+class TimeStepPR(bench_solvers.TimeSolverStep):
     """``TimeSolverStep`` at the small size (200 x 500, rank 10), float64, CPU."""
 
-    params = (stepped_solvers(), ["small"], ["float64"], ["cpu"])
+    def setup(self, solver, size, dtype, device):
+        require_registered("solvers", solver)
+        super().setup(solver, size, dtype, device)
+
+    params = (list(PR_SOLVERS), ["small"], ["float64"], ["cpu"])
     sample_time, repeat, rounds, warmup_time = (NOISY_RUNNER[k] for k in ("sample_time", "repeat", "rounds",
                                                                           "warmup_time"))
 
 
-class TimeProxPR(TimeProx):
+class TimeProxPR(bench_prox.TimeProx):
     """``TimeProx`` on 10^5 elements, float64, CPU."""
 
-    params = (prox_operators(), [10**5], ["float64"], ["cpu"])
+    def setup(self, prox, size, dtype, device):
+        require_registered("prox", prox)
+        super().setup(prox, size, dtype, device)
+
+    params = (list(PR_PROX), [10**5], ["float64"], ["cpu"])
     sample_time, repeat, rounds, warmup_time = (NOISY_RUNNER[k] for k in ("sample_time", "repeat", "rounds",
                                                                           "warmup_time"))

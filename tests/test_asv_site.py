@@ -81,3 +81,12 @@ def test_benchmark_modules_import_in_the_small_asv_environment():
     out = subprocess.run([sys.executable, "-c", code], cwd=BENCHMARKS.parent, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_the_pull_request_subset_lists_every_builtin_family_and_prox(registry):
+    """The subset's parameter lists are written out (so that both commits of a comparison see
+    the same list); a new built-in solver family or prox operator must be added to them."""
+    from benchmarks.common import PR_PROX, PR_SOLVERS, prox_operators, stepped_solvers
+
+    assert set(stepped_solvers()) == set(PR_SOLVERS)
+    assert set(prox_operators()) == set(PR_PROX)
