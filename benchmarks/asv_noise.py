@@ -56,8 +56,8 @@ def _combinations(params: list[list[str]]) -> list[tuple[str, ...]]:
 
 def run_once(machine: str, commit: str, bench: str) -> Path:
     subprocess.run(["asv", "machine", "--machine", machine, "--yes"], cwd=REPO, check=True, capture_output=True)
-    subprocess.run(["asv", "run", "--machine", machine, "--bench", bench, "--show-stderr", f"{commit}^!"],
-                   cwd=REPO, check=True)
+    subprocess.run(["asv", "run", "--machine", machine, "--bench", bench, "--launch-method", "forkserver",
+                    "--show-stderr", f"{commit}^!"], cwd=REPO, check=True)
     sha = subprocess.run(["git", "rev-parse", commit], cwd=REPO, check=True, capture_output=True,
                          text=True).stdout.strip()
     files = [p for p in (REPO / ".asv" / "results" / machine).glob(f"{sha[:8]}-*.json")]

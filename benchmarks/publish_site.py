@@ -95,7 +95,7 @@ def rendered_dom(html_dir: Path, chromium: str, timeout: float = 60.0) -> str:
     """The DOM of ``index.html`` after its scripts ran, in headless Chromium, served from
     127.0.0.1 with every other host unresolvable (offline)."""
     handler = functools.partial(_QuietHandler, directory=str(html_dir))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -113,6 +113,11 @@ def rendered_dom(html_dir: Path, chromium: str, timeout: float = 60.0) -> str:
     if out.returncode != 0:
         raise RuntimeError(f"chromium exited with {out.returncode}: {out.stderr.strip()[-500:]}")
     return out.stdout
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # a browser closing early: not an error here
+        pass
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
