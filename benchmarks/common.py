@@ -39,6 +39,22 @@ def stepped_solvers() -> list[str]:
     )
 
 
+# The solver families and prox operators of the pull-request subset (benchmarks/pr_*.py), written
+# out: asv evaluates a benchmark's parameter list with each commit's package, so a list computed
+# from the registry would differ between the two commits compared and misalign their results. A
+# name that a commit does not register is skipped there (require_registered).
+PR_SOLVERS = ("adaprox", "fista", "hals", "mu", "nalmu", "pgm", "pgm_momentum", "pgm_torch")
+PR_PROX = ("box", "elastic_nonneg", "l0", "l1", "l1_ball", "l1_nonneg", "l21", "l2_ball", "max_entropy", "nonneg",
+           "simplex", "unity")
+
+
+def require_registered(kind: str, name: str) -> None:
+    """``NotImplementedError`` (asv: skipped) if this commit registers no ``kind`` called ``name``."""
+    registry = builtin_registry()
+    if name not in getattr(registry, kind):
+        raise NotImplementedError(f"{name} is not registered in this commit")
+
+
 def prox_operators() -> list[str]:
     registry = builtin_registry()
     return sorted(name for name in registry.prox if registry.owner[("prox", name)] in BUILTIN_PLUGINS)

@@ -1,6 +1,6 @@
 """Side-by-side timing: ``mu`` and ``pgm`` in the harness vs bare torch loops (same products).
 
-Run ``python benchmarks/compare_mu_floor.py`` (``--quick`` for a short smoke). For each solver,
+Run ``python -m benchmarks.compare_mu_floor`` (``--quick`` for a short smoke). For each solver,
 size and dtype it alternates the harness run and the bare loop several times in one process
 (1 thread, denormals flushed) and prints the best per-iteration time of each and their ratio
 (target <= 1.1). Each harness run lasts about 1 s of solver time, and the last column is its
@@ -10,8 +10,9 @@ repeats. The loss at the starting
 point, computed once per problem and shared by all its cells (an ``m x n x r`` product), is
 not in it: ``start ms`` is its cost.
 
-The bare loops are the floor: the matrix products of one iteration and the elementwise work
-around them, nothing else. ``pgm`` is compared when it is registered. ``--no-ground-truth``
+The bare loops are the floor: the matrix products of one iteration, each in its fastest layout,
+and the elementwise work around them, nothing else (``benchmarks.floor_table``, which states the
+layouts and compares every solver family on real data). ``pgm`` is compared when it is registered. ``--no-ground-truth``
 drops the synthetic problem's ground truth, so that record points cost the loss alone.
 
 On a GPU: ``--device cuda --sizes 20000x10000x50 --dtypes float32`` (also prints the CPU
@@ -27,59 +28,26 @@ from collections.abc import Callable
 
 import torch
 
+from benchmarks.floor_table import BARE as BARE_LOOPS
+
 SIZES = ((200, 500, 10), (1000, 1000, 20), (5000, 2000, 40))
 
 
-def bare_mu(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int, eps: float = 1e-12):
-    """Lee-Seung MU, ``H`` then ``W``, epsilon-floored, in place; returns ``(W, H)``."""
-    for _ in range(iters):
-        H *= (W.T @ Y) / (W.T @ W @ H).clamp_min(eps)
-        H.clamp_min_(eps)
-        W *= (Y @ H.T) / (W @ (H @ H.T)).clamp_min(eps)
-        W.clamp_min_(eps)
-    return W, H
-
-
-def bare_pgm(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int):
-    """Projected gradient on ``H`` then ``W^T``, step ``1 / lambda_max`` of the block's Gram.
-
-    The step is fused as ``(X + t C) - t G X`` (one elementwise pass and one ``addmm``), and
-    ``lambda_max`` comes from LAPACK directly on the CPU (``torch.linalg.eigvalsh`` adds some
-    30 us per call): the cheapest way to do one ``pgm`` iteration's work.
-    """
-    Wt = W.T.contiguous()
-    for _ in range(iters):
-        G = Wt @ Wt.T
-        t = 1.0 / largest_eigenvalue(G)
-        H = torch.addmm(torch.add(H, Wt @ Y, alpha=t), G, H, alpha=-t).clamp_min_(0)
-        G = H @ H.T
-        t = 1.0 / largest_eigenvalue(G)
-        Wt = torch.addmm(torch.add(Wt, H @ Y.T, alpha=t), G, Wt, alpha=-t).clamp_min_(0)
-    return Wt.T, H
-
-
-def largest_eigenvalue(G: torch.Tensor) -> float:
-    if G.is_cuda:
-        return float(torch.linalg.eigvalsh(G)[-1])
-    from scipy.linalg.lapack import dsyevd, ssyevd
-
-    syevd = dsyevd if G.dtype == torch.float64 else ssyevd
-    return float(syevd(G.numpy(), compute_v=0)[0][-1])
-
-
-BARE = {"mu": bare_mu, "pgm": bare_pgm}
+BARE = {name: BARE_LOOPS[name] for name in ("mu", "pgm")}
 
 
 Loop = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
-def measure_bare(loop: Loop, Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor, iters: int) -> float:
-    """Seconds per iteration of a bare loop from copies of ``(W0, H0)``."""
+def measure_bare(loop: Loop, Y: torch.Tensor, W0: torch.Tensor, H0: torch.Tensor, iters: int,
+                 Yt: torch.Tensor | None = None) -> float:
+    """Seconds per iteration of a bare loop from copies of ``(W0, H0)`` (``Yt``: ``Y^T`` row-major)."""
     W, H = W0.clone(), H0.clone()
+    Yt = Y.T.contiguous() if Yt is None else Yt
     sync = torch.cuda.synchronize if Y.is_cuda else (lambda: None)
     sync()
     start = time.perf_counter()
-    loop(Y, W, H, iters)
+    loop(Y, Yt, W, H, iters)
     sync()
     return (time.perf_counter() - start) / iters
 
@@ -151,13 +119,13 @@ def main() -> None:
             start_ms = 1e3 * (time.perf_counter() - tic)
             for solver in solvers:
                 loop = BARE[solver]
-                probe = measure_bare(loop, problem.Y, W0, H0, 3)
+                probe = measure_bare(loop, problem.Y, W0, H0, 3, problem.Yt)
                 iters = max(5, int(args.seconds / probe))
                 if args.quick:
                     iters = min(iters, 50)
                 bare, harness, overhead = [], [], []
                 for _ in range(args.repeats):
-                    bare.append(measure_bare(loop, problem.Y, W0, H0, iters))
+                    bare.append(measure_bare(loop, problem.Y, W0, H0, iters, problem.Yt))
                     per_it, wall_ratio = measure_harness(registry, solver, start, iters)
                     harness.append(per_it)
                     overhead.append(wall_ratio - 1.0)

@@ -127,12 +127,12 @@ def pgm_iteration(sizes: list[tuple[int, int, int]], rounds: int, min_time: floa
 
 def _bare_products(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor) -> Callable[[], None]:
     """Exactly the matrix products of one pgm iteration, and nothing else."""
-    Wt = W.T.contiguous()
+    Wt, Yt = W.T.contiguous(), Y.T.contiguous()
 
     def run() -> None:
-        gram, cross = Wt @ Wt.T, Wt @ Y
+        gram, _ = Wt @ Wt.T, Wt @ Y
         gram @ H
-        gram, cross = H @ H.T, H @ Y.T
+        gram, _ = H @ H.T, H @ Yt  # Y^T row-major, as the problem holds it
         gram @ Wt
 
     return run

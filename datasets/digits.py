@@ -27,7 +27,7 @@ def _digits(n_class: int) -> torch.Tensor:
     from sklearn.datasets import load_digits
 
     images = load_digits(n_class=n_class).data
-    return torch.from_numpy(images.T / GREY_LEVELS)
+    return torch.from_numpy(images.T / GREY_LEVELS).contiguous()  # row-major, as Problem holds it
 
 
 def load(params: Mapping[str, Any], seed: int, device: torch.device, dtype: torch.dtype) -> Problem:

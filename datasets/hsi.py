@@ -121,7 +121,7 @@ def read_scene(path: Path, scene: Scene) -> tuple[torch.Tensor, torch.Tensor, to
             f"with rows * cols = {scene.pixels}"
         )
     A = np.stack([maps[:, :, k].reshape(-1, order="F") for k in range(r)])
-    Y = torch.from_numpy(arrays["Y"] / scene.divisor)
+    Y = torch.from_numpy(np.ascontiguousarray(arrays["Y"] / scene.divisor))  # MATLAB's is column-major
     return Y, torch.from_numpy(np.ascontiguousarray(arrays["GT"].T)), torch.from_numpy(A)
 
 

@@ -85,8 +85,9 @@ def make_synthetic(params: Mapping[str, Any], seed: int) -> Problem:
 def _make_cached(key: str, seed: int) -> Problem:
     params = json.loads(key)
     m, n, r = params["m"], params["n"], params["rank"]
-    # Y, the factors and two noise blocks, in float64: refused before allocating.
-    check_memory(8 * (m * n + 4 * (m + n) * r + 2 * _NOISE_BLOCK), f"synthetic data of {m} x {n} (rank {r})")
+    # Y, Y^T (the problem holds both), the factors and two noise blocks, in float64: refused
+    # before allocating.
+    check_memory(8 * (2 * m * n + 4 * (m + n) * r + 2 * _NOISE_BLOCK), f"synthetic data of {m} x {n} (rank {r})")
     digest = hashlib.sha256(f"{key}|{seed}".encode()).digest()
     gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
     W = torch.randn(m, r, generator=gen, dtype=torch.float64).abs_()
@@ -180,7 +181,7 @@ def condition_columns(W0: torch.Tensor, cond: float, iterations: int = 200) -> t
 def load(params: Mapping[str, Any], seed: int, device: torch.device, dtype: torch.dtype) -> Problem:
     problem = make_synthetic(params, seed)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    check_memory(itemsize * params["m"] * params["n"], f"a copy of synthetic data of {params['m']} x {params['n']}",
+    check_memory(2 * itemsize * params["m"] * params["n"], f"a copy of synthetic data of {params['m']} x {params['n']}",
                  device)
     return problem.to(device, dtype, copy=True)
 

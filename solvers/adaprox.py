@@ -73,7 +73,7 @@ class AdaProx(AlternatingProxSolver):
             phi = s["m"]
             psi = s["vmax"].sqrt().add_(self.eps)
         alpha = s["alpha"]
-        V = X - alpha * phi / psi
+        V = torch.addcdiv(X, phi, psi, value=-alpha)  # X - alpha phi / psi, one pass
         return self.scaled_prox(block, V, psi, alpha)
 
     def scaled_prox(self, block: str, V: torch.Tensor, psi: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -82,7 +82,8 @@ class AdaProx(AlternatingProxSolver):
         gamma = 1.0 / top if top > 0 else 1.0
         Z = self.prox(block, V, gamma * alpha)
         for _ in range(self.prox_iter - 1):
-            Z_next = self.prox(block, Z - gamma * psi * (Z - V), gamma * alpha)
+            # Z - gamma psi (Z - V) in one pass over a fresh tensor, which the prox may overwrite
+            Z_next = self.prox_(block, torch.addcmul(Z, psi, Z - V, value=-gamma), gamma * alpha)
             change = float(torch.linalg.vector_norm(Z_next - Z))
             Z = Z_next
             if change <= self.prox_tol * float(torch.linalg.vector_norm(Z)):

@@ -41,6 +41,8 @@ class MU:
         self.problem = problem
         self.Y = Y
         self.fixed_W = problem.fixed_W
+        # Y^T row-major: H Y^T as H @ Yt is the fastest layout (see proxmf_bench.problem.problem)
+        self.Yt = problem.Yt if Y is problem.Y else None if self.fixed_W else Y.mT.contiguous()
         self.W = W0.clamp_min(self.eps)
         self.H = H0.clamp_min(self.eps)
         # W^T W of the current W (and W^T Y in fixed-W mode, where neither changes);
@@ -61,7 +63,7 @@ class MU:
         mu_update_H(H, self.WtY if self.fixed_W else W.mT @ Y, self.WtW, eps, A_H, inplace=True)
         if self.fixed_W:
             return
-        self.YHt, self.HHt = Y @ H.mT, H @ H.mT
+        self.YHt, self.HHt = (H @ self.Yt).mT, H @ H.mT
         mu_update_W(W, self.YHt, self.HHt, eps, A_W, inplace=True)
         self.WtW = W.mT @ W
 

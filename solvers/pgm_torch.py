@@ -2,28 +2,32 @@ r"""``pgm_torch``: the ``pgm`` problem solved the torch way, with autograd and
 :class:`proxmf_bench.solve.optim.ProxSGD`.
 
 Each iteration is two customary ``zero_grad() / loss.backward() / step()`` rounds, first with
-only :math:`H` requiring a gradient, then only :math:`W`, on
-:math:`\tfrac12\|Y - WH\|_F^2` formed explicitly (the autograd route materialises the
-:math:`m \times n` residual). Before each round the group's step is set to
-``step_scale`` :math:`/ L` from ``eigvalsh`` of the block's Gram, so with ``momentum=0`` the
-iterates are those of ``pgm``: the difference in speed is the cost of the optimizer route.
-``momentum``, ``dampening`` and ``nesterov`` are passed to the optimizer.
-
-:meth:`TorchPGM.loss` costs :math:`O(m r^2)` instead of an :math:`m \times n \times r` product.
-The loss is quadratic in :math:`W`, so with :math:`\Delta = W - W_{\mathrm{old}}`
+only :math:`H` requiring a gradient, then only :math:`W`. Autograd goes through the Gram form
+of the block objective, not the :math:`m \times n` residual:
 
 .. math::
-    f(W, H) = f(W_{\mathrm{old}}, H) + \langle \nabla_W f(W_{\mathrm{old}}, H), \Delta\rangle
-              + \tfrac12 \langle \Delta^\top \Delta, H H^\top\rangle,
+    f(W, H) = \tfrac12\|Y\|_F^2 - \langle C, X\rangle + \tfrac12\langle G X, X\rangle,
+    \qquad \nabla_X f = G X - C,
 
-where the ``W`` round has computed :math:`f(W_{\mathrm{old}}, H)` (its loss),
-:math:`\nabla_W f(W_{\mathrm{old}}, H)` (``W.grad``) and :math:`H H^\top` (for its step),
-whatever the optimizer then did with them (momentum included). Unlike the Gram form below, it
-subtracts no terms of the size of :math:`\|Y\|_F^2`, so it is also more accurate. The only
-addition to the timed step is a copy of :math:`W_{\mathrm{old}}` (:math:`m \times r`) before the
-optimizer overwrites it. In a fixed-W problem
-:math:`2 f = \|Y\|_F^2 - 2\langle W^\top Y, H\rangle + \langle W^\top W, H H^\top\rangle`, with
-``W^T Y`` and ``W^T W`` computed at the first call of ``loss`` (outside the timed step).
+with :math:`(G, C, X) = (W^\top W, W^\top Y, H)` for the ``H`` round and
+:math:`(H H^\top, Y H^\top, W)` for the ``W`` round (``G X`` taken as ``X G`` there). The
+gradient is exactly that of :math:`\tfrac12\|Y - WH\|_F^2` in the round's variable, but the
+graph holds only :math:`r \times k` tensors: the products with ``Y`` are computed once per
+round outside it (in their fastest layouts, ``W.T @ Y`` and ``H @ Yt``), like ``pgm``'s.
+Before each round the group's step is set to ``step_scale`` :math:`/ L` from the eigenvalues
+of the block's Gram, so with ``momentum=0`` the iterates are those of ``pgm``: the
+difference in speed is the cost of the optimizer route. ``momentum``, ``dampening`` and
+``nesterov`` are passed to the optimizer.
+
+:meth:`TorchPGM.loss` costs :math:`O(r^2 + m r)`: after a step the solver holds
+:math:`Y H^\top` and :math:`H H^\top` of the current :math:`H` (the ``W`` round's) and
+:math:`W^\top W` of the new :math:`W` (the next ``H`` round's Gram, computed at the end of the
+step), so :math:`2 f = \|Y\|_F^2 - 2\langle W, Y H^\top\rangle + \langle W^\top W, H H^\top\rangle`.
+In a fixed-W problem ``W^T Y`` and ``W^T W`` are computed once.
+
+Everything the optimizer route needs is imported when the solver is built (``torch.optim``
+imports ``torch._dynamo`` on its first step, about 0.6 s, and ``record_function`` around
+``Optimizer.step`` the profiler's modules), never inside a timed step.
 """
 
 from __future__ import annotations
@@ -39,17 +43,14 @@ from proxmf_bench.solvers.pgm import STEP_SCALE
 
 
 class TorchPGM:
-    """Alternating PGM through ``torch.optim`` and autograd."""
+    """Alternating PGM through ``torch.optim`` and autograd on the Gram form of the loss."""
 
     def __init__(
         self, prox_W: BoundProx, prox_H: BoundProx, step_scale: float = 1.0,
         momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
     ) -> None:
-        # torch.optim imports torch._dynamo on first use (seconds, once per process): do it here,
-        # when the harness builds the solver, not in the timed init()
-        import torch._dynamo  # noqa: F401
-
         load_eigensolver()
+        _warm_up_optimizer_route()
 
         self.prox_W, self.prox_H = prox_W, prox_H
         self.step_scale = step_scale
@@ -57,59 +58,69 @@ class TorchPGM:
 
     def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
         self.problem = problem
-        self.Y = problem.Y
         self.fixed_W = problem.fixed_W
         self.W = W0.clone().requires_grad_(not self.fixed_W)
         self.H = H0.clone().requires_grad_(True)
-        # what loss() needs: W before the last W round, that round's H H^T and loss; W^T W and
-        # W^T Y of a fixed W
-        self._W_round: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._W_products: tuple[torch.Tensor, torch.Tensor] | None = None
+        with torch.no_grad():
+            self.WtW = self.W.T @ self.W
+            # W^T Y of a fixed W, computed once
+            self.WtY = self.W.T @ problem.Y if self.fixed_W else None
+        self.YHt: torch.Tensor | None = None  # Y H^T and H H^T of the last W round
+        self.HHt: torch.Tensor | None = None
         groups = [{"params": [self.H], "prox": self.prox_H}]
         if not self.fixed_W:
             groups.append({"params": [self.W], "prox": self.prox_W})
         self.optimizer = ProxSGD(groups, lr=1.0, **self.options)
 
-    def _half_step(self, group: dict, gram: torch.Tensor, W: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-        """One optimizer round; returns its loss (at the factors before the update)."""
-        group["lr"] = safe_step(self.step_scale, lipschitz(gram))
+    def _round(self, objective: torch.Tensor) -> None:
+        """One optimizer round: ``zero_grad``, ``backward`` of ``objective``, ``step``."""
         self.optimizer.zero_grad()
-        loss = 0.5 * (self.Y - W @ H).pow(2).sum()
-        loss.backward()
+        objective.backward()
         self.optimizer.step()
-        return loss
 
     def step(self) -> None:
         groups = self.optimizer.param_groups
+        H, W, WtW = self.H, self.W, self.WtW
         with torch.no_grad():
-            gram = self.W.T @ self.W
-        self._half_step(groups[0], gram, self.W.detach(), self.H)
-        if not self.fixed_W:
-            with torch.no_grad():
-                gram = self.H @ self.H.T
-                W_old = self.W.clone()
-            loss = self._half_step(groups[1], gram, self.W, self.H.detach())
-            self._W_round = (W_old, gram, loss.detach())
+            WtY = self.WtY if self.fixed_W else W.T @ self.problem.Y
+        groups[0]["lr"] = safe_step(self.step_scale, lipschitz(WtW))
+        # <G H / 2 - C, H>: gradient G H - C, the loss's up to the constant ||Y||^2 / 2
+        self._round(torch.sum(torch.addmm(WtY, WtW, H, beta=-1, alpha=0.5) * H))
+        if self.fixed_W:
+            return
+        with torch.no_grad():
+            self.HHt = HHt = H @ H.T
+            self.YHt = YHt = (H @ self.problem.Yt).T
+        groups[1]["lr"] = safe_step(self.step_scale, lipschitz(HHt))
+        self._round(torch.sum(torch.addmm(YHt, W, HHt, beta=-1, alpha=0.5) * W))
+        with torch.no_grad():
+            self.WtW = W.T @ W
 
     def loss(self) -> float:
-        """The loss at :meth:`factors` from the last ``W`` round (see the module doc)."""
+        """The loss at :meth:`factors` from the held products (see the module doc)."""
         W, H = self.factors()
         if self.fixed_W:
-            if self._W_products is None:
-                self._W_products = (W.T @ W, W.T @ self.Y)
-            WtW, WtY = self._W_products
             return self.problem.loss_from_inner_products(
-                torch.sum(WtY.double() * H.double()), torch.sum(WtW.double() * (H @ H.T).double()))
-        if self._W_round is None:  # before the first step
+                torch.sum(self.WtY * H, dtype=torch.float64), torch.sum(self.WtW.double() * (H @ H.T).double()))
+        if self.YHt is None:  # before the first step
             return self.problem.loss(W, H)
-        W_old, HHt, loss_old = self._W_round
-        delta = W - W_old
-        value = (float(loss_old) + float(torch.sum(self.W.grad * delta, dtype=torch.float64))
-                 + 0.5 * float(torch.sum((delta.T @ delta).double() * HHt.double())))
-        return max(value, 0.0)
+        return self.problem.loss_from_inner_products(
+            torch.sum(W * self.YHt, dtype=torch.float64), torch.sum(self.WtW.double() * self.HHt.double()))
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.W.detach(), self.H.detach()
+
+
+def _warm_up_optimizer_route() -> None:
+    """One round of the optimizer route on a 1-element parameter, so that what it imports on
+    first use (``torch._dynamo`` from ``torch.optim``, about 0.6 s; the profiler modules of
+    ``record_function`` around ``Optimizer.step``) is imported when the harness builds the
+    solver, not in the timed ``init()`` or ``step()``. Once per process after the first."""
+    x = torch.zeros(1, requires_grad=True)
+    optimizer = ProxSGD([x], lr=0.0)
+    optimizer.zero_grad()
+    x.sum().backward()
+    optimizer.step()
 
 
 def _check_nesterov(params) -> str | None:

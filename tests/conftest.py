@@ -43,7 +43,18 @@ needs_hsi = pytest.mark.skipif(HSI_DATA is None, reason=HSI_MISSING)
 
 torch.set_flush_denormal(True)
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# the CUDA tests: ``pytest -m cuda`` selects them (benchmarks/gpu_check.py does); without a GPU
+# they are skipped by pytest_collection_modifyitems below
+cuda = pytest.mark.cuda
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

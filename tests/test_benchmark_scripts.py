@@ -24,6 +24,7 @@ def _script(name):
 
 peer_table = _script("peer_table")
 floor = _script("compare_mu_floor")
+floor_table = _script("floor_table")
 
 
 def _rows(solver, name, points):
@@ -39,14 +40,23 @@ def test_peer_table_per_iteration_time_and_time_to_target():
     summary = peer_table.summarise(frame, peers=["peer_x"]).set_index("solver")
     fast, slow = summary.loc["fast"], summary.loc["slow"]
     assert fast.ms_per_iter == pytest.approx(100.0)  # (4.5 - 2.5) / (40 - 20): set-up excluded
-    assert fast.time_to_target == 2.5 and fast.iters_to_target == 20  # 5e-5 <= 1e-4
+    assert fast["time_0.0001"] == 2.5 and fast["iters_0.0001"] == 20  # 5e-5 <= 1e-4
+    assert fast["time_1e-06"] == 4.5 and fast["iters_1e-06"] == 40  # f* itself
     assert fast.kind == "proxmf-bench" and slow.kind == "peer"
     assert slow.ms_per_iter == pytest.approx(60.0)
-    assert math.isnan(slow.time_to_target) and slow.best_subopt == pytest.approx(0.2)
+    assert math.isnan(slow["time_0.0001"]) and slow.best_subopt == pytest.approx(0.2)
     table = peer_table.to_markdown(summary.reset_index(), max_time=5)
     lines = [line for line in table.splitlines() if line.startswith("| `")]
-    assert lines[0].startswith("| `fast` | proxmf-bench | 100.000 | 2.500 s | 20 |")
+    assert lines[0].startswith("| `fast` | proxmf-bench | 100.000 | 2.500 s | 20 | 4.500 s | 40 |")
     assert "not reached in 5 s (best 2.0e-01)" in lines[1]
+
+
+def test_peer_table_quick_mode_runs(capsys):
+    peer_table.main(["--quick"])
+    table = capsys.readouterr().out
+    assert "f* is the lowest loss any solver reached" in table
+    solvers = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert {"mu", "hals", "fista[restart=function]"} <= solvers
 
 
 def test_peer_table_rewrites_only_its_block():
@@ -56,20 +66,45 @@ def test_peer_table_rewrites_only_its_block():
         peer_table.replace_block("no markers", "new")
 
 
-@pytest.mark.parametrize("name", ["mu", "pgm"])
+@pytest.mark.parametrize("name", ["mu", "pgm", "fista", "adaprox"])
 def test_floor_loops_compute_the_solvers_iterates(name):
     """The bare loop is a fair floor only if it does the solver's own arithmetic."""
     registry = load_registry(use_entry_points=False)
-    if name not in registry.solvers:
-        pytest.skip(f"{name} is not registered")
     gen = torch.Generator().manual_seed(0)
     problem = Problem(Y=torch.rand(30, 20, generator=gen, dtype=torch.float64), rank=4)
     W0, H0 = initial_factors(problem, 0)
-    solver = registry.get_solver(name).factory(
-        **floor.select_solver(registry, name).params)
+    solver = registry.get_solver(name).factory(**floor.select_solver(registry, name).params)
     solver.init(problem, W0.clone(), H0.clone())
-    for _ in range(5):
+    for _ in range(25):
         solver.step()
     W, H = solver.factors()
-    Wb, Hb = floor.BARE[name](problem.Y, W0.clone(), H0.clone(), 5)
-    assert torch.allclose(W, Wb, rtol=1e-10) and torch.allclose(H, Hb, rtol=1e-10)
+    Wb, Hb = floor_table.BARE[name](problem.Y, problem.Yt, W0.clone(), H0.clone(), 25)
+    assert torch.allclose(W, Wb, rtol=1e-9, atol=1e-12) and torch.allclose(H, Hb, rtol=1e-9, atol=1e-12)
+
+
+def test_floor_table_quick_mode_runs(capsys):
+    floor_table.main(["--quick", "--repeats", "1", "--solvers", "mu,nalmu,pgm,fista,adaprox,pgm_torch,hals,sklearn_mu"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("tiny")]
+    solvers = {row[2] for row in rows}
+    assert {"mu", "nalmu", "pgm", "fista", "adaprox", "pgm_torch", "hals", "sklearn_mu"} <= solvers
+    assert len(rows) == 2 * len(solvers)  # float64 and float32
+    for row in rows:
+        if row[3].startswith("bare"):
+            floor_ms, solver_ms, ratio = float(row[5]), float(row[6]), float(row[7])
+            # the times are printed to 0.001 ms and the ratio to 0.01, each rounded on its own
+            rounding = 0.0005 / floor_ms + 0.0005 / solver_ms
+            assert floor_ms > 0 and solver_ms > 0
+            expected = solver_ms / floor_ms
+            assert abs(ratio - expected) <= (rounding + 0.001) * expected + 0.0051
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_gpu_check_without_cuda_says_so_and_exits_0():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check"], cwd=BENCHMARKS.parent,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("no CUDA device") and "nothing to check" in out.stdout

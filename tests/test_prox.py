@@ -38,6 +38,7 @@ ELEMENTWISE_CASES = {
     "box": ({"low": -0.5, "high": 1.5}, lambda z: np.where((z >= -0.5) & (z <= 1.5), 0.0, np.inf), (-4, 4)),
     "l1": ({"lam": 0.8}, lambda z: 0.8 * np.abs(z), (-4, 4)),
     "l1_nonneg": ({"lam": 0.8}, lambda z: np.where(z >= 0, 0.8 * z, np.inf), (-4, 4)),
+    "elastic_nonneg": ({"lam": 0.8, "ridge": 1.3}, lambda z: np.where(z >= 0, 0.8 * z + 0.65 * z * z, np.inf), (-4, 4)),
     "l0": ({"lam": 0.8}, lambda z: 0.8 * (z != 0), (-4, 4)),
     "max_entropy": ({"lam": 0.8}, lambda z: np.where(z > 0, 0.8 * z * np.log(np.where(z > 0, z, 1)), np.where(z == 0, 0, np.inf)), (0, 4)),
 }
@@ -254,6 +255,7 @@ def test_parameters_are_declared_and_checked():
 @pytest.mark.parametrize("name,params,g", [
     ("l1", {"lam": 0.5}, lambda z: 0.5 * np.abs(z).sum()),
     ("l1_nonneg", {"lam": 0.5}, lambda z: 0.5 * z.sum()),
+    ("elastic_nonneg", {"lam": 0.5, "ridge": 3.0}, lambda z: 0.5 * z.sum() + 1.5 * np.sum(z * z)),
     ("l0", {"lam": 0.5}, lambda z: 0.5 * np.count_nonzero(z)),
     ("max_entropy", {"lam": 0.5}, lambda z: 0.5 * np.sum(z * np.log(z))),
     ("l21", {"lam": 0.5}, lambda z: 0.5 * np.linalg.norm(z, axis=0).sum()),

@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = (
     "proxmf_bench.solvers.fista",
     "proxmf_bench.solvers.adaprox",
     "proxmf_bench.solvers.pgm_torch",
+    "proxmf_bench.solvers.hals",
     "proxmf_bench.solvers.peer_sklearn",
     "proxmf_bench.solvers.peer_tensorly",
     "proxmf_bench.solvers.peer_torchnmf",

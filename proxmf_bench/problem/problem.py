@@ -8,6 +8,16 @@ The objective is
 evaluated from Gram matrices without forming the :math:`m \times n` product:
 
 .. math:: 2 f(W, H) = \|Y\|_F^2 - 2\langle W^\top Y, H\rangle + \langle W^\top W, H H^\top\rangle .
+
+**Layout.** The problem, not each solver, decides how the data lie in memory: ``Y`` is held
+row-major (C-contiguous) whatever the dataset delivered (a MATLAB file or a transposed NumPy
+array arrives column-major), and ``Yt`` holds :math:`Y^\top`, also row-major. Every
+iteration of MU, HALS and the PGM family needs :math:`W^\top Y` and :math:`H Y^\top`; on the
+CPU the first is fastest as ``W.T @ Y`` with row-major ``Y`` and the second as ``H @ Yt``
+(``benchmarks/floor_table.py`` measures every layout: a column-major ``Y`` makes
+:math:`W^\top Y` up to 8 times slower, and ``Y @ H.T`` is up to 2.8 times slower than
+``H @ Yt`` in float32). Deciding it once here keeps the solvers' arithmetic as written, gives
+third-party solvers the same layouts for free, and costs one more copy of ``Y``.
 """
 
 from __future__ import annotations
@@ -51,9 +61,13 @@ class Problem:
     fixed_W: bool = False
     name: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    Yt: torch.Tensor = field(init=False, repr=False)
+    """``Y^T`` as a row-major copy (see the module docstring); never modify it."""
 
     def __post_init__(self) -> None:
         self.validate()
+        self.Y = self.Y.contiguous()
+        self.Yt = self.Y.T.contiguous()
 
     @property
     def shape(self) -> tuple[int, int]:

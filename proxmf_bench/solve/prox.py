@@ -100,6 +100,12 @@ def prox_l1_nonneg(X: torch.Tensor, step: float, lam: float = 0.1) -> torch.Tens
     return (X - step * lam).clamp_min(0)
 
 
+def prox_elastic_nonneg(X: torch.Tensor, step: float, lam: float = 0.1, ridge: float = 0.1) -> torch.Tensor:
+    r"""Prox of :math:`\lambda \sum_i x_i + \tfrac{\rho}{2}\|x\|^2 + \iota_{x \ge 0}` (``ridge`` is
+    :math:`\rho`): :math:`\max(x - t\lambda, 0) / (1 + t\rho)`."""
+    return (X - step * lam).clamp_min(0) / (1.0 + step * ridge)
+
+
 def prox_l0(X: torch.Tensor, step: float, lam: float = 0.1) -> torch.Tensor:
     r"""Hard threshold, a prox of :math:`\lambda\|x\|_0`: keep :math:`x_i` where :math:`x_i^2 > 2 t \lambda`.
 
@@ -257,6 +263,10 @@ def penalty_l1_nonneg(X: torch.Tensor, lam: float = 0.1) -> torch.Tensor:
     return _on_nonneg(X, lam * _sum64(X))
 
 
+def penalty_elastic_nonneg(X: torch.Tensor, lam: float = 0.1, ridge: float = 0.1) -> torch.Tensor:
+    return _on_nonneg(X, lam * _sum64(X) + 0.5 * ridge * _sum64(X * X))
+
+
 def penalty_l0(X: torch.Tensor, lam: float = 0.1) -> torch.Tensor:
     return lam * _sum64((X != 0).to(X.dtype))
 
@@ -335,6 +345,12 @@ BUILTIN_PROX = (
         "l21", prox_l21, params=(_lam("weight of lam * sum of group norms"), _axis("groups are")),
         penalty=penalty_l21, summary="group soft threshold, prox of lam * sum_g ||x_g||_2 (groups: columns or rows)",
         convex=True, acts_on="vectors", examples=({"lam": 1.0, "axis": "rows"},),
+    ),
+    ProxSpec(
+        "elastic_nonneg", prox_elastic_nonneg,
+        params=(_lam("weight of lam * sum x"), Param("ridge", 0.1, float, "weight of ridge/2 ||x||^2", low=0.0)),
+        penalty=penalty_elastic_nonneg, convex=True, examples=({"lam": 0.0, "ridge": 2.0}, {"lam": 1.5, "ridge": 0.5}),
+        summary="prox of lam * sum x + ridge/2 ||x||^2 on x >= 0: max(x - step * lam, 0) / (1 + step * ridge)",
     ),
 )
 

@@ -279,7 +279,7 @@ class AlternatingProxSolver(ABC):
         return side
 
     def W_side(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.H @ self.H.T, self.H @ self.Y.T
+        return self.H @ self.H.T, self.H @ self.problem.Yt  # row-major Y^T: the fastest layout
 
     def step(self) -> None:
         gram, cross = self.H_side()
