@@ -1,8 +1,10 @@
 """The ``proxmf-bench`` command line.
 
-Errors in the input print one line (``proxmf-bench: error: ...``) and exit with status 2;
-``--debug`` shows the traceback instead. Ctrl-C (or SIGTERM) during ``run`` keeps finished
-cells, writes the run directory and exits with status 130 (143); a second one exits at once.
+Exit status: 0 success; 2 bad input (one line, ``proxmf-bench: error: ...``; ``--debug`` shows
+the traceback instead); 3 ``run`` finished but some cells ended in ``error`` (everything is
+written, and the last line names the failed cells; ``--allow-errors`` keeps 0); 130 (143)
+Ctrl-C (SIGTERM) during ``run``, which keeps finished cells and writes the run directory (a
+second one exits at once); 1 an internal error, a bug of proxmf-bench.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from collections.abc import Sequence
 from proxmf_bench.errors import UserError
 
 PROG = "proxmf-bench"
+
+# ``run`` finished, wrote everything, but some cells ended in error (CI must see a failure).
+EXIT_CELL_ERRORS = 3
+# Cells named in the final line of a run with errors; the rest are counted.
+SHOWN_FAILURES = 3
 
 RUN_EPILOG = """\
 selection syntax:
@@ -38,13 +45,19 @@ examples:
 nothing lost:
   every cell is written to RUN_DIR/cells/ as it finishes; --resume RUN_DIR runs only the
   cells that have no result yet (grid options not given are taken from RUN_DIR/grid.json;
-  given ones must describe the same grid). Ctrl-C or SIGTERM records the running cell as
-  interrupted and exits non-zero; a second Ctrl-C exits at once.
+  given ones must describe the same grid; plugin files it used must be given again). Ctrl-C
+  or SIGTERM records the running cell as interrupted and exits non-zero; a second Ctrl-C
+  exits at once. One run at a time writes RUN_DIR: another is refused, naming its PID.
 
 fault isolation (--jobs N or --backend dask):
   each cell runs in a worker process; one that crashes it (segfault, os._exit), exceeds
   --max-memory, or runs past --cell-timeout wall seconds (default 2 x --max-time + 60 s;
   no limit without --max-time) is recorded as an error and the grid goes on.
+
+exit status:
+  0 every cell ran (diverged counts as a result); 2 bad input, nothing run; 3 the run
+  finished but some cells ended in error (everything is written; the last line names them;
+  --allow-errors gives 0); 130 (143) interrupted by Ctrl-C (SIGTERM), finished cells kept.
 """
 
 REPORT_EPILOG = """\
@@ -116,6 +129,8 @@ def _add_run(sub, common: argparse.ArgumentParser) -> None:
                           "else a per-user cache directory; see 'proxmf-bench data')")
     run.add_argument("--report", action="store_true",
                      help="write the HTML report and figures into the run directory at the end")
+    run.add_argument("--allow-errors", action="store_true",
+                     help=f"exit with status 0 even if some cells ended in error (default: {EXIT_CELL_ERRORS})")
     scale = run.add_argument_group("scale-out, resuming and fault isolation")
     scale.add_argument("--jobs", type=int, metavar="N",
                        help="run cells in N worker processes, each with --threads threads (default: one "
@@ -132,7 +147,7 @@ def _add_run(sub, common: argparse.ArgumentParser) -> None:
                        help="wall-clock limit of one cell in a worker process (default: 2 x --max-time "
                             "+ 60; none without --max-time)")
     scale.add_argument("--max-memory", metavar="SIZE",
-                       help="memory limit of each worker process, e.g. 4G (Linux; host memory only)")
+                       help="memory limit of each worker process, e.g. 4G, at least 512M (Linux; host memory only)")
     run.set_defaults(handler=cmd_run)
 
 
@@ -354,7 +369,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{PROG}: interrupted; finished cells were kept in {output.run_dir}; "
               f"continue with: {PROG} run --resume {output.run_dir}", file=sys.stderr)
         return 128 + int(output.signal or signal.SIGINT)
+    if output.failed_cells:
+        print(_failure_line(output.failed_cells, output.meta["cells"]["total"], args.allow_errors), file=sys.stderr)
+        return 0 if args.allow_errors else EXIT_CELL_ERRORS
     return 0
+
+
+def _failure_line(failed: list[str], total: int, allowed: bool) -> str:
+    """One line naming the first failed cells and counting the rest."""
+    shown = "; ".join(failed[:SHOWN_FAILURES]) + (f"; and {len(failed) - SHOWN_FAILURES} more"
+                                                   if len(failed) > SHOWN_FAILURES else "")
+    status = "--allow-errors: exit status 0" if allowed else f"exit status {EXIT_CELL_ERRORS}"
+    return f"{PROG}: {len(failed)} of {total} cells ended in error ({status}): {shown}"
 
 
 def _print_summary(output) -> None:

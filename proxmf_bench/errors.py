@@ -38,4 +38,5 @@ def describe_exception(exc: BaseException) -> str:
     """``"TypeError: message at file.py:12"``: an exception in one line, with where it was raised."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    message = str(exc)
+    return f"{type(exc).__name__}{': ' + message if message else ''}{where}"

@@ -1,6 +1,7 @@
 """Black-box solvers: sampled at the schedule's budgets from the same start, each call timed."""
 
 import math
+import signal
 
 import pandas as pd
 import pytest
@@ -39,8 +40,8 @@ class CountingMU(BlackBoxSolver):
         CountingMU.calls.append((n_iter, W0.clone(), H0.clone()))
         if n_iter == self.fail_at:
             raise RuntimeError("peer failed on purpose")
-        if n_iter == self.interrupt_at:
-            raise KeyboardInterrupt
+        if n_iter == self.interrupt_at:  # a real Ctrl-C: the run's handler raises KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)
         solver = MU()
         solver.init(problem, W0, H0)
         for _ in range(n_iter):

@@ -80,7 +80,7 @@ def test_corrupt_download_leaves_nothing(serve, tmp_path):
     root = tmp_path / "data"
     with pytest.raises(DataError, match="failed its checksum.*nothing was saved"):
         data.fetch(PAYLOAD_FILE, root, mirror=base)
-    assert list((root / "scene").iterdir()) == []
+    assert not root.exists()  # not even the folders made for the download
 
 
 def test_unreachable_or_absent_address(serve, tmp_path):
@@ -90,6 +90,27 @@ def test_unreachable_or_absent_address(serve, tmp_path):
         data.fetch(PAYLOAD_FILE, tmp_path / "data", mirror=base)
     with pytest.raises(DataError, match="no public download address"):
         data.fetch(PAYLOAD_FILE, tmp_path / "data")
+
+
+@pytest.mark.parametrize(("mirror", "message"), [
+    ("ftpx://example.invalid/x", "--mirror 'ftpx://example.invalid/x' has the unsupported scheme 'ftpx'"),
+    ("gopher://example.invalid", "has the unsupported scheme 'gopher'"),
+    ("/some/folder", "has no scheme (use http://, https://, ftp://, file://); for a local folder use file:///"),
+])
+def test_a_mirror_that_cannot_be_fetched_from_leaves_nothing(mirror, message, tmp_path, capsys):
+    target = tmp_path / "data"
+    assert main(["data", "fetch", "samson", "--data-dir", str(target), "--mirror", mirror]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("proxmf-bench: error: --mirror ") and message in captured.err
+    assert captured.err.count("\n") == 1 and captured.out == ""
+    assert not target.exists()
+
+
+def test_a_failed_download_removes_the_folders_it_made(tmp_path, capsys):
+    target = tmp_path / "data" / "deeper"
+    assert main(["data", "fetch", "samson", "--data-dir", str(target), "--mirror", "http://127.0.0.1:9"]) == 2
+    assert "cannot download http://127.0.0.1:9/samson/Samson.mat" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_valid_copy_is_not_downloaded_again(tmp_path):

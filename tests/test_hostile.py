@@ -1,5 +1,6 @@
 """Hostile and bad input: each case is one clear line on stderr, exit status 2, nothing written."""
 
+import json
 import os
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def test_non_utf8_path_printed_by_a_real_process(tmp_path):
 def test_output_path_that_is_a_file(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     code, err = run_cli(["--out", str(tmp_path / "file")], tmp_path, capsys)
-    assert_one_line_error(code, err, "exists and is not empty")
+    assert_one_line_error(code, err, "exists and is not a directory")
 
 
 def test_plugin_files_with_odd_paths_or_content(tmp_path, capsys):
@@ -158,3 +159,74 @@ def test_memory_check_and_sizes():
         with pytest.raises(UserError):
             parse_size(bad)
     assert format_bytes(1536) == "1.5 KiB" and format_bytes(10) == "10 B"
+
+
+# ---- bad input that used to get through: one line, exit 2, nothing on disk ------------------
+
+
+@pytest.mark.parametrize(("size", "message"), [
+    ("99999999999999999999999999999T", "is larger than any memory (at most 8 EiB)"),
+    ("9" * 400 + "T", "is larger than any memory"),
+    ("9" * 5000, "is larger than any memory"),
+    ("1K", "--max-memory 1K is below what a worker process can run with: give 512.0 MiB to 8 EiB"),
+    ("100M", "is below what a worker process can run with"),
+])
+def test_absurd_memory_limits(size, message, tmp_path, capsys):
+    code, err = run_cli(["--jobs", "1", "--max-memory", size], tmp_path, capsys)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--solvers", "mu[eps=inf]"], "solver mu: parameter eps='inf' is not a finite number"),
+    (["--solvers", "mu[eps=1e400]"], "solver mu: parameter eps='1e400' is not a finite number"),
+    (["--solvers", "mu[eps=[1e-9,Infinity]]"], "parameter eps='Infinity' is not a finite number"),
+    (["--solvers", "pgm[prox_H=l1,lam_H=-inf]"], "solver pgm: prox l1 on H: parameter lam='-inf' is not a finite"),
+    (["--datasets", "synthetic[m=10,n=8,rank=2,noise=inf]"], "parameter noise='inf' is not a finite number"),
+    (["--max-time", "inf"], "--max-time must be finite, got inf"),
+    (["--max-time", "1e400"], "--max-time must be finite, got inf"),
+    (["--tol", "1e400"], "--tol must be finite, got inf"),
+    (["--jobs", "1", "--cell-timeout", "inf"], "--cell-timeout must be > 0 seconds and finite, got inf"),
+])
+def test_non_finite_numbers_are_refused(args, message, tmp_path, capsys):
+    code, err = run_cli(args, tmp_path, capsys)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_parameter_that_allows_infinity_is_written_as_standard_json(tmp_path):
+    from proxmf_bench import Param, SolverSpec, load_results, run_benchmark
+    from proxmf_bench.plugin.registry import load_registry
+    from proxmf_bench.solvers.mu import MU
+
+    class CappedMU(MU):
+        def __init__(self, cap=float("inf"), eps=1e-12):
+            super().__init__(eps=eps)
+
+    registry = load_registry(use_entry_points=False)
+    registry.solvers["capped"] = SolverSpec(name="capped", factory=CappedMU, params=(
+        Param("cap", float("inf"), float, allow_infinite=True), Param("eps", 1e-12, float, low=0)))
+    out = run_benchmark(solvers="capped[cap=[inf,-1e400,2]]", datasets=TINY, max_iter=3, registry=registry,
+                        out=tmp_path / "run")
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON {name}"))
+
+    params = [strict(p)["cap"] for p in load_results(out.run_dir).drop_duplicates("solver").solver_params]
+    assert params == ["inf", "-inf", 2.0]
+    for name in ("grid.json", "meta.json"):
+        strict((out.run_dir / name).read_text())
+
+
+def test_an_output_path_longer_than_the_file_system_allows(tmp_path, capsys):
+    long = tmp_path / ("x" * 300) / "run"
+    code, err = run_cli(["--out", str(long)], tmp_path, capsys)
+    assert_one_line_error(code, err, "cannot use output directory")
+    assert "File name too long" in err
+    assert list(tmp_path.iterdir()) == []
+    deep = tmp_path / "/".join(["y" * 200] * 25)  # every name fits, the whole path does not
+    code, err = run_cli(["--out", str(deep)], tmp_path, capsys)
+    assert_one_line_error(code, err, "name too long")
+    assert list(tmp_path.iterdir()) == []
+    code = main(["run", "--resume", str(long)])
+    assert_one_line_error(code, capsys.readouterr().err, "name too long")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -163,6 +164,50 @@ def test_weights_file_round_trip_and_refusals(tmp_path):
         NALMU(NALMUConfig(layers=3, rank=2, m=5, shape="full")).check_compatible(6, 2, fixed_W=False)
     with pytest.raises(UserError, match="NMF problem"):
         loaded.check_compatible(5, 2, fixed_W=True)
+
+
+def _damaged(payload, part, key, value):
+    copy = {**payload, "config": dict(payload["config"]), "state": dict(payload["state"])}
+    if key is None:
+        copy[part] = value
+    else:
+        copy[part][key] = value(copy[part][key]) if callable(value) else value
+    return copy
+
+
+MALFORMED_WEIGHTS = [
+    ("config", "layers", "3", "layers must be an integer from 1 to 100000, got '3'"),
+    ("config", "layers", 10**12, "layers must be an integer from 1 to 100000"),  # absurd: nothing allocated
+    ("config", "m", 2**40, "m must be a positive integer"),
+    ("config", "rank", True, "rank must be a positive integer, got True"),
+    ("config", "shape", 5, "shape must be one of full, component, scalar"),
+    ("config", "tied", "no", "tied must be true or false"),
+    ("config", "eps", float("nan"), "eps must be a finite number >= 0"),
+    ("config", None, [1, 2], "NALMU configuration is a list, not a mapping"),
+    ("state", "A_W", lambda t: t.to(torch.complex128), "A_W must be a dense real floating-point tensor"),
+    ("state", "A_W", lambda t: t.to_sparse(), "A_W must be a dense real floating-point tensor"),
+    ("state", "A_W", lambda t: t.to(torch.int64), "A_W must be a dense real floating-point tensor"),
+    ("state", "A_W", torch.ones(3, 10**3, 2), "do not match its configuration"),
+    ("state", "A_W", 1.0, "do not match its configuration"),
+    ("state", None, [torch.ones(1)], "its state and info must be dictionaries"),
+    ("info", None, "notes", "its state and info must be dictionaries"),
+]
+
+
+@pytest.mark.parametrize(("part", "key", "value", "message"), MALFORMED_WEIGHTS)
+def test_malformed_weights_files_are_one_line_errors(part, key, value, message, tmp_path, capsys):
+    from proxmf_bench.cli import main
+
+    model = NALMU(NALMUConfig(layers=3, rank=2, m=5, shape="component"))
+    path = save_weights(tmp_path / "w.pt", model, {"note": "test"})
+    torch.save(_damaged(torch.load(path, weights_only=True), part, key, value), tmp_path / "bad.pt")
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_weights(tmp_path / "bad.pt")
+    code = main(["run", "--solvers", f"nalmu[weights={tmp_path / 'bad.pt'}]", "--datasets",
+                 "synthetic[m=5,n=8,rank=2]", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err and "internal error" not in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_solver_params_record_where_the_unrolled_part_ends(registry, tmp_path):

@@ -69,7 +69,7 @@ def test_existing_non_empty_output_dir_is_refused(tmp_path):
 def test_unwritable_output_is_a_clear_error_before_solving(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(UserError, match="exists and is not empty"):
+    with pytest.raises(UserError, match="exists and is not a directory"):
         run_benchmark(solvers="mu", datasets="synthetic[m=30,n=20,rank=3]", max_iter=3, out=blocker)
     with pytest.raises(UserError, match="cannot create output directory"):
         run_benchmark(solvers="mu", datasets="synthetic[m=30,n=20,rank=3]", max_iter=3, out=blocker / "sub")

@@ -112,7 +112,7 @@ def test_resume_needs_a_run_directory(tmp_path, finished):
     (out.run_dir / "grid.json").write_text("{ not json")
     with pytest.raises(UserError, match="grid.json is corrupt: not valid JSON"):
         run_benchmark(resume=out.run_dir)
-    (out.run_dir / "grid.json").write_text('{"format": 1, "cells": []}')
+    (out.run_dir / "grid.json").write_text('{"format": 2, "cells": []}')
     with pytest.raises(UserError, match="not a proxmf-bench grid manifest"):
         run_benchmark(resume=out.run_dir)
     with pytest.raises(UserError, match="name different directories"):

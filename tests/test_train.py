@@ -177,7 +177,7 @@ def test_train_command_then_run_with_the_weights(tmp_path, capsys):
     # the same weights on a problem of another rank: that cell fails with a clear message
     bad_dir = tmp_path / "bad"
     assert main(["run", "--solvers", f"nalmu[weights={weights}]", "--datasets", "nnls_toy[m=10,n=40,rank=4]",
-                 "--max-iter", "3", "--out", str(bad_dir)]) == 0
+                 "--max-iter", "3", "--out", str(bad_dir)]) == 3
     errors = load_results(bad_dir).error.unique()
     assert any("trained for rank 3, but this problem has rank 4" in e for e in errors)
 

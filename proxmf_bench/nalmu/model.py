@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -121,12 +122,38 @@ class NALMUConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NALMUConfig:
-        names = {f.name for f in fields(cls)}
+    def from_dict(cls, data: Any) -> NALMUConfig:
+        """The configuration saved by :meth:`to_dict`; a ``UserError`` naming the field whose
+        value has the wrong type or is out of range (a weights file is data from elsewhere)."""
+        if not isinstance(data, Mapping):
+            raise UserError(f"NALMU configuration is a {type(data).__name__}, not a mapping")
         missing = sorted(n for n in ("layers", "rank", "m") if n not in data)
         if missing:
             raise UserError(f"NALMU configuration lacks {', '.join(missing)}")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        for name, value in values.items():
+            test, description = _CONFIG_FIELDS[name]
+            if not test(value):
+                raise UserError(f"NALMU configuration: {name} must be {description}, got {value!r:.40}")
+        return cls(**values)
+
+
+def _is_count(value: Any, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high
+
+
+# what each saved field must be: (test, description); the bounds refuse absurd sizes early
+_CONFIG_FIELDS = {
+    "layers": (lambda v: _is_count(v, 100_000), "an integer from 1 to 100000"),
+    "rank": (lambda v: _is_count(v, 1 << 24), "a positive integer"),
+    "m": (lambda v: _is_count(v, 1 << 31), "a positive integer"),
+    "shape": (lambda v: v in WEIGHT_SHAPES, f"one of {', '.join(WEIGHT_SHAPES)}"),
+    "tied": (lambda v: isinstance(v, bool), "true or false"),
+    "fixed_W": (lambda v: isinstance(v, bool), "true or false"),
+    "normalize": (lambda v: isinstance(v, bool), "true or false"),
+    "eps": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+            "a finite number >= 0"),
+}
 
 
 def nalmu_update_H(
@@ -269,22 +296,33 @@ def load_weights(path: str | os.PathLike) -> tuple[NALMU, dict[str, Any]]:
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise UserError(f"{file} is not a NALMU weights file written by proxmf-bench train")
     if payload.get("version") != FILE_VERSION:
-        raise UserError(f"{file} has NALMU weights format version {payload.get('version')}, expected {FILE_VERSION}")
-    config = NALMUConfig.from_dict(payload.get("config", {}))
-    state = payload.get("state", {})
-    model = NALMU(config)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+        raise UserError(f"{file} has NALMU weights format version {payload.get('version')!r:.20}, "
+                        f"expected {FILE_VERSION}")
+    try:
+        config = NALMUConfig.from_dict(payload.get("config", {}))
+    except UserError as exc:
+        raise UserError(f"{file}: {exc}") from None
+    state, info = payload.get("state"), payload.get("info", {})
+    if not isinstance(state, dict) or not isinstance(info, dict):
+        raise UserError(f"{file}: its state and info must be dictionaries")
+    # checked before anything is allocated: the configuration alone may name absurd sizes
+    expected = config.weight_shapes()
+    found = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for k, v in state.items()}
     if found != expected:
         raise UserError(
-            f"{file}: weight shapes {found} do not match its configuration "
+            f"{file}: weight shapes {str(found)[:200]} do not match its configuration "
             f"({config.shape}, {'tied' if config.tied else 'per layer'}, K={config.layers}), "
             f"which needs {expected}"
         )
-    if any(bool((v < 0).any()) or not bool(torch.isfinite(v).all()) for v in state.values()):
-        raise UserError(f"{file}: NALMU weights must be finite and nonnegative")
+    for name, value in state.items():
+        if value.layout != torch.strided or not value.is_floating_point():
+            raise UserError(f"{file}: NALMU weights {name} must be a dense real floating-point tensor, "
+                            f"got {value.dtype} ({value.layout})")
+        if bool((value < 0).any()) or not bool(torch.isfinite(value).all()):
+            raise UserError(f"{file}: NALMU weights must be finite and nonnegative")
+    model = NALMU(config)
     model.load_state_dict({k: v.to(torch.float64) for k, v in state.items()})
-    return model, dict(payload.get("info", {}))
+    return model, dict(info)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ if TYPE_CHECKING:
 ENV_DATA = "PROXMF_BENCH_DATA"
 APP_NAME = "proxmf-bench"
 _CHUNK = 1 << 20
+# the URL schemes downloads are made with (urllib's)
+SCHEMES = ("http", "https", "ftp", "file")
+
+
+def check_url(url: str, what: str) -> None:
+    """A ``DataError`` unless ``url`` has a scheme that downloads use (see :data:`SCHEMES`)."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in SCHEMES:
+        hint = "; for a local folder use file:///absolute/path" if not scheme else ""
+        raise DataError(f"{what} {url!r} has {f'the unsupported scheme {scheme!r}' if scheme else 'no scheme'} "
+                        f"(use {', '.join(s + '://' for s in SCHEMES)}){hint}")
 
 
 def default_data_dir() -> Path:
@@ -153,9 +165,9 @@ def fetch(
 ) -> Path:
     """Download ``file`` into ``root`` unless a valid copy is there; return its path.
 
-    The address is ``file.url``, or ``mirror/<file.path>`` when a mirror (any URL that
-    ``urllib`` opens, ``file://`` included) is given. A checksum mismatch is a ``DataError``
-    and leaves nothing behind.
+    The address is ``file.url``, or ``mirror/<file.path>`` when a mirror (an ``http://``,
+    ``https://``, ``ftp://`` or ``file://`` URL) is given. A failed download or a checksum
+    mismatch is a ``DataError`` and leaves nothing behind, not even the folders made for it.
     """
     target = root / file.path
     if file_status(file, root) == "ok":
@@ -163,10 +175,18 @@ def fetch(
     url = f"{mirror.rstrip('/')}/{file.path}" if mirror else file.url
     if url is None:
         raise DataError(f"{file.path} has no public download address; copy it to {target} by hand")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    check_url(url, "the address")
+    made = []  # folders made for this file, outermost first
+    folder = target.parent
+    while not folder.exists():
+        made.insert(0, folder)
+        folder = folder.parent
+    tmp = None
     try:
+        for folder in made:
+            folder.mkdir()
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        tmp = Path(tmp_name)
         with os.fdopen(fd, "wb") as out:
             digest = _download(url, out, file.size, progress, timeout)
         if digest != file.sha256:
@@ -175,8 +195,15 @@ def fetch(
                 f"{file.sha256[:12]}...); nothing was saved"
             )
         os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, OSError):
+            raise DataError(f"cannot save {target}: {exc.strerror or exc}") from None
+        raise
     return target
 
 
@@ -260,6 +287,8 @@ def fetch_datasets(
 ) -> int:
     """Fetch every file of the selected datasets that is not already present and valid."""
     selected = _selected(registry, names)
+    if mirror is not None:
+        check_url(mirror, "--mirror")
     root, origin = data_dir(explicit_dir)
     if root.exists() and not root.is_dir():
         raise DataError(f"data directory {root} (from {origin}) is not a directory")

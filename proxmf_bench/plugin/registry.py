@@ -146,7 +146,7 @@ def load_registry(
         except PluginUnavailable as exc:
             info.skipped = str(exc)
             return
-        except Exception as exc:  # a plugin's import may raise anything
+        except (Exception, SystemExit) as exc:  # a plugin's import may raise anything, even sys.exit()
             _fail(info, exc, strict)
             return
         _register_specs(pm, plugin, info, registry, strict)
@@ -189,7 +189,7 @@ def _register_specs(
                     staged.append((table, spec))
 
                 impl.function(register=register)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         pm.unregister(plugin)
         _fail(info, exc, strict)
         return

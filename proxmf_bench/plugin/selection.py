@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -40,7 +41,10 @@ class Variant:
     label: str
 
     def params_json(self) -> str:
-        return json.dumps(self.params, sort_keys=True, default=_json_default)
+        """The parameters as standard JSON (an infinite value, where a parameter allows one,
+        is written as the string ``"inf"``: JSON has no infinity)."""
+        params = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in self.params.items()}
+        return json.dumps(params, sort_keys=True, default=_json_default, allow_nan=False)
 
 
 def _json_default(value: Any) -> Any:

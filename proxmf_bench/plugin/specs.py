@@ -28,8 +28,10 @@ class Param:
 
     ``type`` is one of ``int``, ``float``, ``str``, ``bool``. ``low``/``high`` bound numbers
     (inclusive), ``choices`` restricts strings. Values given on the command line arrive as
-    strings and are coerced with :meth:`coerce`. A ``required`` parameter has no usable
-    default (a data file's path): it must be given, and ``all`` skips specs that have one.
+    strings and are coerced with :meth:`coerce`. NaN is never accepted, and infinity (``inf``,
+    or a number too large for a float such as ``1e400``) only where ``allow_infinite`` says so.
+    A ``required`` parameter has no usable default (a data file's path): it must be given, and
+    ``all`` skips specs that have one.
     """
 
     name: str
@@ -40,6 +42,7 @@ class Param:
     high: float | None = None
     choices: tuple[str, ...] | None = None
     required: bool = False
+    allow_infinite: bool = False
 
     def coerce(self, value: Any, owner: str = "") -> Any:
         """Return ``value`` converted to this parameter's type, or raise ``UserError``."""
@@ -52,6 +55,8 @@ class Param:
             ) from None
         if isinstance(out, float) and math.isnan(out):
             raise UserError(f"{where}parameter {self.name} must not be NaN")
+        if isinstance(out, float) and math.isinf(out) and not self.allow_infinite:
+            raise UserError(f"{where}parameter {self.name}={value!r} is not a finite number")
         if self.low is not None and out < self.low:
             raise UserError(f"{where}parameter {self.name}={out} is below its minimum {self.low}")
         if self.high is not None and out > self.high:

@@ -139,18 +139,23 @@ def frame_digest(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def frame_to_parquet_bytes(frame: pd.DataFrame) -> bytes:
-    """Parquet bytes with page checksums and a content digest in the schema metadata."""
+_TAG_PREFIX = b"proxmf_bench.tag."
+
+
+def frame_to_parquet_bytes(frame: pd.DataFrame, tags: dict[str, str] | None = None) -> bytes:
+    """Parquet bytes with page checksums and a content digest in the schema metadata, plus
+    ``tags`` (short strings that say what the table is, read back by :func:`read_tagged_frame`)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     metadata = {**(table.schema.metadata or {}), _DIGEST_KEY: frame_digest(frame).encode()}
+    metadata.update({_TAG_PREFIX + k.encode(): v.encode() for k, v in (tags or {}).items()})
     buffer = io.BytesIO()
     pq.write_table(table.replace_schema_metadata(metadata), buffer, write_page_checksum=True)
     return buffer.getvalue()
 
 
-def write_frame(path: Path, frame: pd.DataFrame, durable: bool = True) -> Path:
+def write_frame(path: Path, frame: pd.DataFrame, durable: bool = True, tags: dict[str, str] | None = None) -> Path:
     """Write ``frame`` to ``path`` atomically (see :func:`frame_to_parquet_bytes`)."""
-    atomic_write_bytes(path, frame_to_parquet_bytes(frame), durable)
+    atomic_write_bytes(path, frame_to_parquet_bytes(frame, tags), durable)
     return path
 
 
@@ -161,25 +166,49 @@ def read_frame(path: Path) -> pd.DataFrame:
     match its digest. Files without a digest (written by other tools) are checked by parquet's
     own structure only.
     """
+    return read_tagged_frame(path)[0]
+
+
+def read_tagged_frame(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """:func:`read_frame`, and the tags the file was written with."""
+    if path.is_dir():  # pyarrow would read a directory as a dataset of the files inside
+        raise UserError(f"{path} is a directory, not a results file")
     try:
         table = pq.read_table(path, page_checksum_verification=True)
         frame = table.to_pandas()
     except Exception as exc:  # pyarrow raises several types for damaged files
         reason = " ".join(str(exc).split())[:200]
         raise UserError(f"{path} is not a readable results file ({type(exc).__name__}: {reason})") from None
-    expected = (table.schema.metadata or {}).get(_DIGEST_KEY)
+    metadata = table.schema.metadata or {}
+    expected = metadata.get(_DIGEST_KEY)
     if expected is not None and expected.decode(errors="replace") != frame_digest(frame):
         raise UserError(f"{path} is corrupt: its content does not match the checksum stored in it")
-    return frame
+    tags = {k[len(_TAG_PREFIX):].decode(errors="replace"): v.decode(errors="replace")
+            for k, v in metadata.items() if k.startswith(_TAG_PREFIX)}
+    return frame, tags
 
 
 def write_results(run_dir: Path, frame: pd.DataFrame) -> Path:
     return write_frame(run_dir / RESULTS_FILE, frame)
 
 
+def standard_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its name (``"inf"``, ``"nan"``), so
+    that it encodes as standard JSON (``json`` would write ``Infinity``, which no other
+    parser reads)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: standard_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [standard_json(v) for v in value]
+    return value
+
+
 def write_meta(run_dir: Path, meta: dict[str, Any]) -> Path:
     path = run_dir / META_FILE
-    atomic_write_bytes(path, (json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n").encode())
+    text = json.dumps(standard_json(meta), indent=2, sort_keys=True, default=str, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
     return path
 
 
@@ -198,10 +227,16 @@ def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def load_meta(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The content of ``RUN_DIR/meta.json``; a one-line ``UserError`` if it is absent or damaged."""
     path = Path(run_dir) / META_FILE
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise UserError(f"no {META_FILE} in {run_dir}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a metadata file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}") from None
+        raise UserError(f"{path} is damaged: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} is damaged: it holds a {type(meta).__name__}, not an object")
+    return meta

@@ -1,8 +1,9 @@
 """What the harness runs and what it returns: a cell, its stopping limits, its result.
 
-A *cell* is one (solver variant, dataset variant, device, dtype, seed) combination of a grid;
-its result is the list of record points and how it stopped. These types are shared by the
-harness, the grid, the run directory and the worker processes, and import nothing of them.
+A *cell* is one (solver variant, dataset variant, device, dtype, seed) combination of a grid,
+run under given stopping limits and record schedule; its result is the list of record points
+and how it stopped. These types are shared by the harness, the grid, the run directory and the
+worker processes, and import nothing of them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.run.schedule import RecordSchedule
 
 STOP_REASONS = ("max_iter", "max_time", "tol", "diverged", "error", "interrupted")
 
@@ -35,17 +37,28 @@ class Limits:
             raise UserError(f"--max-time must be > 0 seconds, got {self.max_time}")
         if self.tol is not None and not self.tol >= 0:
             raise UserError(f"--tol must be >= 0, got {self.tol}")
+        for flag, value in (("--max-time", self.max_time), ("--tol", self.tol)):
+            if value is not None and not math.isfinite(value):
+                raise UserError(f"{flag} must be finite, got {value}")
+        # one spelling per value: 2 and 2.0 are the same limit, and the same cell id
+        for name in ("max_time", "tol"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One (solver, dataset, device, dtype, seed) combination."""
+    """One (solver, dataset, device, dtype, seed) combination, run under ``limits`` with
+    records at the iterations of ``schedule``."""
 
     solver: Variant
     dataset: Variant
     device: str
     dtype: str
     seed: int
+    limits: Limits = Limits()
+    schedule: RecordSchedule = RecordSchedule()
 
     def key(self) -> dict[str, Any]:
         return {
@@ -64,11 +77,15 @@ class Cell:
     def id(self) -> str:
         """A stable identifier of what this cell computes (not of its labels).
 
-        Hash of the solver and dataset names with their fully resolved parameters, the
-        device, dtype and seed: the same cell in two runs, or in a resumed run, has the same id.
+        Hash of everything that determines its result: the solver and dataset names with
+        their fully resolved parameters, the device, dtype and seed, the stopping limits and
+        the record schedule. The same cell in two runs, or in a resumed run, has the same id;
+        a cell run to other limits has another.
         """
+        limits, schedule = self.limits, self.schedule
         identity = [self.solver.name, self.solver.params_json(), self.dataset.name,
-                    self.dataset.params_json(), self.device, self.dtype, self.seed]
+                    self.dataset.params_json(), self.device, self.dtype, self.seed,
+                    limits.max_iter, limits.max_time, limits.tol, schedule.dense, schedule.per_decade]
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
     def describe(self) -> str:

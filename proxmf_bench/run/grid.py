@@ -3,14 +3,16 @@
 A :class:`GridSpec` holds the selection strings and settings of a run (not the resolved
 objects), so that a worker process or a dask worker can rebuild exactly the same cells from
 its own plugin registry, and so that ``--resume`` can tell whether the grid changed.
-``RUN_DIR/grid.json`` (the manifest) stores the spec, the plugin files and the id of every
-cell, in order.
+``RUN_DIR/grid.json`` (the manifest) stores the spec, the record schedule, the plugin files
+and the id of every cell, in order. It is read back only through :func:`check_manifest` and
+:meth:`GridSpec.from_dict`, which refuse a damaged one with a line naming what is wrong.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -19,8 +21,10 @@ from proxmf_bench.errors import UserError
 from proxmf_bench.plugin.registry import Registry
 from proxmf_bench.plugin.selection import Variant, select
 from proxmf_bench.run.cells import Cell, Limits
+from proxmf_bench.run.schedule import RecordSchedule
 
-MANIFEST_FORMAT = 1
+# 2: cell ids cover the stopping limits and the record schedule
+MANIFEST_FORMAT = 2
 
 # Above this many cells a grid is almost surely a typo (--seeds 1000000000): refused before
 # the cell list is built.
@@ -70,11 +74,12 @@ def parse_dtypes(text: str) -> list[str]:
 
 
 def build_cells(
-    solvers: list[Variant], datasets: list[Variant], devices: list[str], dtypes: list[str], seeds: list[int]
+    solvers: list[Variant], datasets: list[Variant], devices: list[str], dtypes: list[str], seeds: list[int],
+    limits: Limits = Limits(), schedule: RecordSchedule = RecordSchedule(),
 ) -> list[Cell]:
     """Cells in execution order: each problem is loaded once for all its solvers."""
     return [
-        Cell(s, d, dev, dt, seed)
+        Cell(s, d, dev, dt, seed, limits, schedule)
         for d in datasets
         for seed in seeds
         for dev in devices
@@ -116,7 +121,8 @@ class GridSpec:
                 f"{len(self.devices)} devices x {len(self.dtypes)} dtypes x {self.seeds} seeds); "
                 f"at most {MAX_CELLS:,} are allowed in one run"
             )
-        return build_cells(solvers, datasets, list(self.devices), list(self.dtypes), list(range(self.seeds)))
+        return build_cells(solvers, datasets, list(self.devices), list(self.dtypes), list(range(self.seeds)),
+                           self.limits, RecordSchedule())
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -124,10 +130,59 @@ class GridSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GridSpec:
-        values = {f.name: data[f.name] for f in fields(cls)}
-        values["devices"], values["dtypes"] = tuple(values["devices"]), tuple(values["dtypes"])
+    def from_dict(cls, data: Any, where: str = "the grid") -> GridSpec:
+        """The spec saved by :meth:`to_dict`; a ``UserError`` naming ``where`` and the field if
+        ``data`` is not one (a missing field, a wrong type, a value out of range)."""
+        if not isinstance(data, dict):
+            raise UserError(f"{where}: the grid is {_kind(data)}, not an object")
+        values = {}
+        for f in fields(cls):
+            if f.name not in data:
+                raise UserError(f"{where}: the grid lacks {f.name!r}")
+            values[f.name] = _checked_field(f.name, data[f.name], where)
         return cls(**values)
+
+
+def _kind(value: Any) -> str:
+    """``null``, or the JSON type of ``value`` with its start: ``a string ("10")``."""
+    if value is None:
+        return "null"
+    name = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "object"}.get(
+        type(value), type(value).__name__)
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name} ({json.dumps(value, default=str)[:40]})"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _is_names(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)
+
+
+# what each saved field must be: (test, description)
+_FIELDS = {
+    "solvers": (lambda v: isinstance(v, str) and bool(v.strip()), "a selection string"),
+    "datasets": (lambda v: isinstance(v, str) and bool(v.strip()), "a selection string"),
+    "devices": (_is_names, "a non-empty list of device names"),
+    "dtypes": (lambda v: _is_names(v) and all(d in DTYPES for d in v), f"a non-empty list of {', '.join(DTYPES)}"),
+    "seeds": (lambda v: _is_int(v) and 1 <= v <= MAX_CELLS, f"an integer from 1 to {MAX_CELLS}"),
+    "max_iter": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "max_time": (lambda v: v is None or (_is_number(v) and v > 0), "null or a finite number > 0"),
+    "tol": (lambda v: v is None or (_is_number(v) and v >= 0), "null or a finite number >= 0"),
+    "threads": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+}
+
+
+def _checked_field(name: str, value: Any, where: str) -> Any:
+    test, description = _FIELDS[name]
+    if not test(value):
+        raise UserError(f"{where}: {name} must be {description}, got {_kind(value)}")
+    return tuple(value) if name in ("devices", "dtypes") else value
 
 
 def manifest(run_id: str, spec: GridSpec, registry: Registry, cells: list[Cell]) -> dict[str, Any]:
@@ -137,6 +192,7 @@ def manifest(run_id: str, spec: GridSpec, registry: Registry, cells: list[Cell])
         "format": MANIFEST_FORMAT,
         "run_id": run_id,
         "grid": spec.to_dict(),
+        "record_schedule": RecordSchedule().to_dict(),
         "plugin_files": source.get("plugin_files", []),
         "env_files": source.get("env_files", []),
         "cells": [{"id": c.id, **_brief(c)} for c in cells],
@@ -149,18 +205,32 @@ def _brief(cell: Cell) -> dict[str, Any]:
 
 
 def check_manifest(data: Any, where: str) -> dict[str, Any]:
-    """Validate the structure of a loaded manifest; a clear error if it is not one."""
-    try:
-        if data["format"] != MANIFEST_FORMAT:
-            raise UserError(f"{where} has format {data['format']!r}; this proxmf-bench reads format {MANIFEST_FORMAT}")
-        GridSpec.from_dict(data["grid"])
-        str(data["run_id"])
-        ids = [c["id"] for c in data["cells"]]
-        list(data["plugin_files"])
-    except UserError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{where} is not a proxmf-bench grid manifest ({type(exc).__name__}: {exc})") from None
+    """Validate a loaded manifest; a one-line ``UserError`` naming ``where`` and what is wrong."""
+    if not isinstance(data, dict) or "format" not in data:
+        raise UserError(f"{where} is not a proxmf-bench grid manifest (no format number)")
+    version = data["format"]
+    if version != MANIFEST_FORMAT:
+        if _is_int(version) and version < MANIFEST_FORMAT:
+            raise UserError(f"{where} was written by an older proxmf-bench (format {version}, whose cell ids do not "
+                            f"cover the stopping limits): it cannot be resumed; start a new run")
+        raise UserError(f"{where} has format {_kind(version)}; this proxmf-bench reads format {MANIFEST_FORMAT}")
+    for key in ("run_id", "grid", "record_schedule", "plugin_files", "env_files", "cells"):
+        if key not in data:
+            raise UserError(f"{where} is not a proxmf-bench grid manifest (no {key!r})")
+    GridSpec.from_dict(data["grid"], where)
+    if not isinstance(data["run_id"], str) or not data["run_id"]:
+        raise UserError(f"{where}: run_id must be a string, got {_kind(data['run_id'])}")
+    schedule = data["record_schedule"]
+    if not (isinstance(schedule, dict) and set(schedule) == {"dense", "per_decade"}
+            and all(_is_int(v) and v >= 1 for v in schedule.values())):
+        raise UserError(f"{where}: record_schedule must be {{dense, per_decade}} positive integers, got {_kind(schedule)}")
+    for key in ("plugin_files", "env_files"):
+        if not (isinstance(data[key], list) and all(isinstance(f, str) for f in data[key])):
+            raise UserError(f"{where}: {key} must be a list of paths, got {_kind(data[key])}")
+    cells = data["cells"]
+    if not (isinstance(cells, list) and all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in cells)):
+        raise UserError(f"{where}: cells must be a list of objects with an id, got {_kind(cells)}")
+    ids = [c["id"] for c in cells]
     if len(set(ids)) != len(ids):
         raise UserError(f"{where} lists a cell twice: the manifest is corrupt")
     return data
@@ -169,13 +239,18 @@ def check_manifest(data: Any, where: str) -> dict[str, Any]:
 def explain_changes(saved: dict[str, Any], spec: GridSpec, cells: list[Cell]) -> str | None:
     """``None`` if ``spec``/``cells`` are the grid of the manifest ``saved``, else why not."""
     old = GridSpec.from_dict(saved["grid"])
+    old_schedule = RecordSchedule(**saved["record_schedule"])
     reasons = []
     for name in ("max_iter", "max_time", "tol", "threads"):
         before, after = getattr(old, name), getattr(spec, name)
         if before != after:
             reasons.append(f"{name.replace('_', '-')} {before} -> {after}")
+    if cells and cells[0].schedule != old_schedule:
+        reasons.append(f"record schedule {old_schedule.to_dict()} -> {cells[0].schedule.to_dict()} "
+                       f"(another proxmf-bench version)")
+    # cells compared as they would be under the saved limits: a changed limit is said once
     old_cells = {c["id"]: c for c in saved["cells"]}
-    new_cells = {c.id: _brief(c) for c in cells}
+    new_cells = {replace(c, limits=old.limits, schedule=old_schedule).id: _brief(c) for c in cells}
     added = [new_cells[i] for i in new_cells if i not in old_cells]
     removed = [old_cells[i] for i in old_cells if i not in new_cells]
     for verb, changed in (("added", added), ("removed", removed)):
@@ -192,4 +267,5 @@ def _show(brief: dict[str, Any]) -> str:
 
 
 def dumps(data: dict[str, Any]) -> bytes:
-    return (json.dumps(data, indent=1) + "\n").encode()
+    """Standard JSON (no ``Infinity`` or ``NaN``: the values are checked before they get here)."""
+    return (json.dumps(data, indent=1, allow_nan=False) + "\n").encode()

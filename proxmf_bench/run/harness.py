@@ -18,7 +18,9 @@ lazily on their first call (torchnmf's first backward pass starts autograd's thr
 0.7 s). Stopping rules read as for stepped solvers, with a call in place of an iteration.
 
 Both loops record through one :class:`Recorder`, which also turns an exception in the
-solver into an ``error`` row and Ctrl-C into an ``interrupted`` one.
+solver into an ``error`` row and Ctrl-C into an ``interrupted`` one. Plugin code that tries to
+leave the process (``sys.exit()``, ``SystemExit``) or raises ``KeyboardInterrupt`` with no
+signal having arrived fails its cell the same way (:func:`plugin_failure`); the grid goes on.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from proxmf_bench.problem.metrics import DeferredMetrics
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.problem.start import StartingPoint
 from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits
+from proxmf_bench.run.interrupts import spurious_interrupt
 from proxmf_bench.run.schedule import RecordSchedule
 from proxmf_bench.solve.blackbox import BlackBoxSolver, is_black_box
 
@@ -50,14 +53,26 @@ class Interrupted(Exception):
         self.result = result
 
 
+def plugin_failure(exc: BaseException, who: str) -> str | None:
+    """The ``error`` message for ``exc`` raised by plugin code (``who``: "the solver"), or
+    ``None`` for an exception that must propagate (a real Ctrl-C or SIGTERM)."""
+    if isinstance(exc, SystemExit):
+        return f"{who} tried to exit the process ({describe_exception(exc)})"
+    if isinstance(exc, KeyboardInterrupt):
+        return f"{who} raised {describe_exception(exc)} with no interrupt signal" if spurious_interrupt() else None
+    return describe_exception(exc) if isinstance(exc, Exception) else None
+
+
 class Recorder:
     """The record points of one cell: loss, metrics (deferred), the observer told of each."""
 
-    def __init__(self, cell: Cell, problem: Problem, observer: CellObserver | None) -> None:
+    def __init__(self, cell: Cell, problem: Problem, observer: CellObserver | None,
+                 check: Callable[[], str | None] | None = None) -> None:
         self.cell = cell
         self.result = CellResult(cell)
         self.metrics = DeferredMetrics(problem)
         self.observer = observer
+        self.check = check
         self.last_iteration = -1
 
     def record(self, iteration: int, time_s: float, W: torch.Tensor, H: torch.Tensor, loss: float) -> None:
@@ -74,20 +89,26 @@ class Recorder:
 
         ``position()`` gives the (iteration, solver time) reached, for the row such a cell
         keeps. The pending metrics are evaluated in every case (a stopped cell keeps its
-        records). The observer hears of the finished cell either way; Ctrl-C then raises
-        :class:`Interrupted`, which stops the grid.
+        records). Unless interrupted, ``check()`` then says whether the solver broke a rule
+        that fails its cell (it modified the problem data). The observer hears of the finished
+        cell either way; Ctrl-C then raises :class:`Interrupted`, which stops the grid.
         """
         result = self.result
         try:
             yield
             self.metrics.flush()
-        except KeyboardInterrupt:
-            self._stopped("interrupted", "interrupted by the user", position())
-            if self.observer is not None:
-                self.observer.cell_finished(result)
-            raise Interrupted(result) from None
-        except Exception as exc:  # a solver may fail in any way; the grid goes on
-            self._stopped("error", describe_exception(exc), position())
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a solver may fail in any way
+            error = plugin_failure(exc, "the solver")
+            if error is None:  # Ctrl-C or SIGTERM: the grid stops
+                self._stopped("interrupted", "interrupted by the user", position())
+                if self.observer is not None:
+                    self.observer.cell_finished(result)
+                raise Interrupted(result) from None
+            self._stopped("error", error, position())
+        broken = self.check() if self.check is not None else None
+        if broken is not None:
+            failed = f"; it also failed: {result.error}" if result.stop_reason == "error" else ""
+            result.stop_reason, result.error = "error", broken + failed
         if self.observer is not None:
             self.observer.cell_finished(result)
 
@@ -128,15 +149,17 @@ def run_cell(
     schedule: RecordSchedule,
     observer: CellObserver | None = None,
     start: StartingPoint | None = None,
+    check: Callable[[], str | None] | None = None,
 ) -> CellResult:
     """Run one solver on one problem from ``(W0, H0)`` until a stopping rule fires.
 
     ``factory(**cell.solver.params)`` builds the solver: a stepped one, or a black-box one
     (``factory.black_box``), which is sampled by budgets. ``start``, if given, is the
     starting point ``(W0, H0)`` were copied from: its loss, shared by the cells that start
-    there, is then the loss at iteration 0.
+    there, is then the loss at iteration 0. ``check``, if given, is called once the solver is
+    done (outside the clock); a message from it fails the cell (see :class:`Recorder`).
     """
-    recorder = Recorder(cell, problem, observer)
+    recorder = Recorder(cell, problem, observer, check)
     loop = _sample_black_box if is_black_box(factory) else _step
     loop(recorder, factory, problem, W0, H0, limits, schedule, start)
     return recorder.result

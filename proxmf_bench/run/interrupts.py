@@ -7,6 +7,10 @@ for the write to complete; while the final files are written (:meth:`InterruptGu
 a first signal only marks the run as interrupted. A second signal, at any point,
 ends the process immediately with status ``128 + signal``: every finished cell is already
 on disk in ``RUN_DIR/cells/`` and ``--resume`` continues from there.
+
+A :class:`KeyboardInterrupt` raised while these handlers are installed and no signal has
+arrived came from plugin code, not from the user: :func:`spurious_interrupt` tells the
+harness so, and it records that cell as an error instead of stopping the run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,29 @@ from contextlib import contextmanager
 from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+# The signal handlers installed now: objects whose ``interrupted`` says whether a signal
+# reached them (an InterruptGuard, or a worker process's own handler).
+_watchers: list = []
+
+
+def watch(watcher) -> None:
+    """Count ``watcher`` (an object with an ``interrupted`` attribute) among the installed handlers."""
+    _watchers.append(watcher)
+
+
+def unwatch(watcher) -> None:
+    if watcher in _watchers:
+        _watchers.remove(watcher)
+
+
+def spurious_interrupt() -> bool:
+    """Whether a ``KeyboardInterrupt`` seen now was raised by code rather than by a signal.
+
+    True only when a handler of ours is installed (so a signal would have been noted) and none
+    has noted one. Without one (a caller's own loop) every ``KeyboardInterrupt`` counts as real.
+    """
+    return bool(_watchers) and not any(w.interrupted for w in _watchers)
 
 
 class InterruptGuard:
@@ -41,12 +68,14 @@ class InterruptGuard:
         if threading.current_thread() is threading.main_thread():
             for sig in HANDLED:
                 self._previous[sig] = signal.signal(sig, self._handle)
+            watch(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        unwatch(self)
 
     @property
     def interrupted(self) -> bool:

@@ -29,6 +29,7 @@ from typing import Any
 
 from proxmf_bench.errors import UserError, describe_exception
 from proxmf_bench.run.cells import Cell, CellResult, failed_result
+from proxmf_bench.run.interrupts import watch
 
 # The parent-side code here does not import torch: a dask worker only relays cells to its
 # worker processes, which import it themselves.
@@ -295,6 +296,10 @@ class _WorkerState:
         self.running = False
         self.stopping = False
 
+    @property
+    def interrupted(self) -> bool:  # read by interrupts.spurious_interrupt
+        return self.stopping
+
     def on_sigint(self, signum, frame) -> None:
         if self.stopping:
             return
@@ -324,6 +329,7 @@ def _worker_main() -> int:
     os.dup2(2, 1)
     state = _WorkerState()
     signal.signal(signal.SIGINT, state.on_sigint)
+    watch(state)
     _exit_with_parent()
     message = _receive(proto_in)
     if message is None or message[0] != "init":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -16,6 +17,8 @@ import torch
 from proxmf_bench.errors import DataError, UserError
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# the largest size an operating-system limit can hold (8 EiB)
+MAX_SIZE = (1 << 63) - 1
 
 
 def format_bytes(n: float) -> str:
@@ -28,14 +31,26 @@ def format_bytes(n: float) -> str:
 
 
 def parse_size(text: str) -> int:
-    """``'2G'``, ``'512MiB'``, ``'1.5gb'`` or a plain byte count -> bytes (powers of 1024)."""
+    """``'2G'``, ``'512MiB'``, ``'1.5gb'`` or a plain byte count -> bytes (powers of 1024).
+
+    Computed exactly (no float overflow); sizes above 8 EiB are a ``UserError``.
+    """
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", str(text), re.IGNORECASE)
     if not match:
         raise UserError(f"malformed size {text!r}: use a number of bytes or e.g. 512M, 4G")
-    value = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    try:
+        value = int(Fraction(match.group(1)) * _UNITS[match.group(2).lower()])
+    except ValueError:  # more digits than Python converts
+        value = MAX_SIZE + 1
     if value < 1:
         raise UserError(f"size {text!r} must be at least one byte")
-    return int(value)
+    if value > MAX_SIZE:
+        raise UserError(f"size {_shorten(str(text))!r} is larger than any memory (at most 8 EiB)")
+    return value
+
+
+def _shorten(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else f"{text[:width // 2]}...{text[-width // 2:]}"
 
 
 def available_memory(device: torch.device | str = "cpu") -> int | None:

@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import secrets
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,12 +33,15 @@ from proxmf_bench.run import environment
 from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits
 from proxmf_bench.run.grid import GridSpec, explain_changes, manifest, parse_devices, parse_dtypes
 from proxmf_bench.run.interrupts import InterruptGuard
-from proxmf_bench.run.resources import parse_size
+from proxmf_bench.run.resources import MAX_SIZE, format_bytes, parse_size
 from proxmf_bench.run.serial import preflight, run_grid
-from proxmf_bench.run.store import MANIFEST_FILE, RunStore
+from proxmf_bench.run.store import RunStore, check_new_run_dir, path_error
 
 DEFAULT_OUT = Path("results")
 BACKENDS = ("local", "dask")
+# Below this a worker process cannot run a cell: it holds about 300 MiB of libraries (torch,
+# NumPy, pandas, the plugins) before its first one, and --max-memory limits its whole data segment.
+MIN_WORKER_MEMORY = 512 << 20
 
 # The grid options of RunOptions and their defaults. ``None`` means "not given": the default
 # for a new run, the saved value when resuming.
@@ -127,11 +132,16 @@ class Execution:
             raise UserError("--scheduler needs --backend dask")
         if scheduler is not None and jobs is not None:
             raise UserError("--jobs sets the size of a local dask cluster; with --scheduler the cluster's workers decide")
-        if cell_timeout is not None and not cell_timeout > 0:
-            raise UserError(f"--cell-timeout must be > 0 seconds, got {cell_timeout}")
-        memory = parse_size(options.max_memory) if isinstance(options.max_memory, str) else options.max_memory
-        if memory is not None and memory < 1:
-            raise UserError(f"--max-memory must be positive, got {options.max_memory}")
+        if cell_timeout is not None and not (cell_timeout > 0 and math.isfinite(cell_timeout)):
+            raise UserError(f"--cell-timeout must be > 0 seconds and finite, got {cell_timeout}")
+        try:
+            memory = parse_size(options.max_memory) if isinstance(options.max_memory, str) else options.max_memory
+        except UserError as exc:
+            raise UserError(f"--max-memory: {exc}") from None
+        if memory is not None and not MIN_WORKER_MEMORY <= memory <= MAX_SIZE:
+            raise UserError(f"--max-memory {options.max_memory} is {'below' if memory < MIN_WORKER_MEMORY else 'above'} "
+                            f"what a worker process can run with: give {format_bytes(MIN_WORKER_MEMORY)} to 8 EiB "
+                            f"(a worker holds about 300 MiB of libraries before its first cell)")
         execution = cls(backend, jobs, scheduler, cell_timeout, memory)
         if not execution.parallel and (cell_timeout is not None or memory is not None):
             raise UserError("--cell-timeout and --max-memory apply to worker processes: add --jobs N (or --backend dask)")
@@ -148,6 +158,8 @@ class RunOutput:
 
     ``signal`` is the signal that stopped an interrupted run (``SIGINT`` or ``SIGTERM``);
     ``warnings`` are problems found and worked around (a damaged cell file run again).
+    ``failed_cells`` names each cell that ended in ``error`` (the CLI then exits with status
+    3), and ``errors`` gives each with its message.
     """
 
     run_dir: Path
@@ -155,6 +167,7 @@ class RunOutput:
     meta: dict[str, Any]
     interrupted: bool = False
     errors: list[str] = field(default_factory=list)
+    failed_cells: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     signal: int | None = None
 
@@ -189,26 +202,37 @@ def run_benchmark(
     :class:`~proxmf_bench.run.cells.CellObserver` (the CLI passes a progress display).
     ``command`` is recorded in ``meta.json`` (default ``sys.argv``). Each cell is written to
     ``RUN_DIR/cells/`` as soon as it finishes.
+
+    The run directory is locked from before it is read (``resume``) or created until the run
+    ends: a second run on it is a ``UserError`` naming this process.
     """
     options = replace(options or RunOptions(), **fields)
-    plan = _plan(options, registry)
-    torch.set_num_threads(plan.spec.threads)
-    torch.set_flush_denormal(True)
-    with use_data_dir(options.data_dir):  # also seen by worker processes, through the environment
-        preflight(plan.registry, plan.dataset_variants, 0)
-        return _execute(plan, observer_factory, command)
+    with ExitStack() as held:  # the lock on the run directory, once taken
+        plan = _plan(options, registry, held)
+        torch.set_num_threads(plan.spec.threads)
+        torch.set_flush_denormal(True)
+        with use_data_dir(options.data_dir):  # also seen by worker processes, through the environment
+            with InterruptGuard():  # so that a dataset raising KeyboardInterrupt is not taken for Ctrl-C
+                preflight(plan.registry, plan.dataset_variants, 0)
+            return _execute(plan, observer_factory, command)
 
 
-def _plan(options: RunOptions, registry: Registry | None) -> _Plan:
+def _plan(options: RunOptions, registry: Registry | None, held: ExitStack) -> _Plan:
     """Check everything about a run and decide where it writes: a new run directory, or the
-    one being resumed (the one place that reads a saved grid)."""
+    one being resumed (the one place that reads a saved grid, locked first; ``held`` releases
+    the lock when the run ends)."""
     execution = Execution.check(options)
     store = saved = None
+    history: list[dict[str, Any]] = []
     if options.resume is not None:
         store = RunStore(Path(options.resume))
         if options.out is not None and Path(options.out).absolute() != store.run_dir.absolute():
             raise UserError(f"--out {options.out} and --resume {options.resume} name different directories")
+        held.callback(store.unlock)
+        if _is_dir(store.run_dir):  # else reading the manifest says there is nothing to resume
+            store.lock()
         saved = store.read_manifest()
+        history = _previous_sessions(store.run_dir)
     grid = options.grid_options(saved)
     if grid["seeds"] < 1:
         raise UserError(f"--seeds must be >= 1, got {grid['seeds']}")
@@ -238,7 +262,8 @@ def _plan(options: RunOptions, registry: Registry | None) -> _Plan:
     else:
         run_id = new_run_id()
         store = RunStore(Path(options.out) if options.out is not None else DEFAULT_OUT / run_id)
-        _check_new_run_dir(store.run_dir)
+        check_new_run_dir(store.run_dir)  # early; again under the lock when it is created
+        held.callback(store.unlock)
     if execution.parallel and registry.source is None:
         raise UserError("--jobs and --backend dask need a registry made by load_registry: "
                         "each worker process loads the plugins again")
@@ -246,7 +271,7 @@ def _plan(options: RunOptions, registry: Registry | None) -> _Plan:
     if data_dir is not None:
         check_root(*resolve_data_dir(data_dir))
     return _Plan(spec, cells, solver_variants, dataset_variants, registry, store, run_id, saved is not None, execution,
-                 None if data_dir is None else str(Path(data_dir).expanduser().absolute()))
+                 None if data_dir is None else str(Path(data_dir).expanduser().absolute()), history)
 
 
 def _check_saved_plugins(saved: dict[str, Any], registry: Registry, store: RunStore) -> None:
@@ -275,6 +300,7 @@ class _Plan:
     resuming: bool
     execution: Execution
     data_dir: str | None  # given explicitly: worker processes (also on dask) read from there
+    history: list[dict[str, Any]]  # the sessions recorded in meta.json before this one
 
 
 def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> RunOutput:
@@ -282,11 +308,14 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> Ru
     store, cells, spec = plan.store, plan.cells, plan.spec
     warnings: list[str] = []
     if plan.resuming:
+        store.check_cells_dir()
         store.remove_temporaries()
-        frames, warnings = store.load_cells(cells)
+        frames, warnings = store.load_cells(cells, spec.threads)
     else:
         store.create(manifest(plan.run_id, spec, plan.registry, cells))
         frames: dict[str, pd.DataFrame] = {}
+    if store.lock_warning:
+        warnings.append(store.lock_warning)
     pending = [i for i, cell in enumerate(cells) if cell.id not in frames]
     observer: CellObserver | None = observer_factory(len(pending), spec.max_iter) if observer_factory else None
 
@@ -340,10 +369,11 @@ def _check_cpus(jobs: int | None, threads: int) -> None:
                         f"{cpus}: timings would be distorted by oversubscription")
 
 
-def _check_new_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        hint = f"; to continue that run: proxmf-bench run --resume {run_dir}" if (run_dir / MANIFEST_FILE).is_file() else ""
-        raise UserError(f"output directory {run_dir} exists and is not empty{hint}")
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError as exc:  # a name too long, a loop of links
+        raise path_error(path, exc, "use") from None
 
 
 def _run_parallel(execution: Execution, payload: dict[str, Any], cells: list[Cell], pending: list[int],
@@ -378,7 +408,7 @@ def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, s
         "jobs": execution.jobs,
         "scheduler": execution.scheduler,
     }
-    history = _previous_sessions(store.run_dir)
+    history = plan.history
     meta = {
         "run_id": run_id,
         "command": session["command"],
@@ -404,20 +434,32 @@ def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, s
         **environment.describe(),
         "peak_memory": environment.peak_memory(),
     }
-    write_results(store.run_dir, frame)
-    write_meta(store.run_dir, meta)
+    try:
+        write_results(store.run_dir, frame)
+        write_meta(store.run_dir, meta)
+    except OSError as exc:
+        raise UserError(f"cannot write the results in {store.run_dir}: {exc.strerror or exc}; the finished cells are "
+                        f"kept: proxmf-bench run --resume {store.run_dir} writes them again") from None
     last = frame.sort_values("iteration", kind="stable").groupby(
-        ["solver", "dataset", "device", "dtype", "seed"], sort=False).tail(1)
-    errors = [f"{r.solver} on {r.dataset}: {r.error}" for r in last.itertuples() if r.stop_reason == "error"]
-    return RunOutput(store.run_dir, frame, meta, interrupted, errors)
+        ["solver", "dataset", "device", "dtype", "seed"], sort=False).tail(1).sort_index()  # grid order
+    failed = [(f"{r.solver} on {r.dataset} ({r.device}, {r.dtype}, seed {r.seed})", r.error)
+              for r in last.itertuples() if r.stop_reason == "error"]
+    return RunOutput(store.run_dir, frame, meta, interrupted, [f"{cell}: {error}" for cell, error in failed],
+                     [cell for cell, _ in failed])
 
 
 def _previous_sessions(run_dir: Path) -> list[dict[str, Any]]:
-    """The sessions recorded in an existing ``meta.json`` (none if absent or unreadable)."""
-    if not (run_dir / META_FILE).is_file():
+    """The sessions recorded in the ``meta.json`` of a run being resumed: none if there is no
+    such file (the run was killed before its end), a ``UserError`` if it is damaged, which would
+    otherwise lose the record of the earlier sessions."""
+    path = run_dir / META_FILE
+    if not path.exists():
         return []
+    hint = "; it records the earlier sessions of this run: repair it, or move it away to resume without them"
     try:
-        sessions = load_meta(run_dir).get("sessions", [])
-    except UserError:
-        return []
-    return sessions if isinstance(sessions, list) else []
+        sessions = load_meta(run_dir).get("sessions")
+    except UserError as exc:
+        raise UserError(f"{exc}{hint}") from None
+    if not (isinstance(sessions, list) and all(isinstance(s, dict) and "started_at" in s for s in sessions)):
+        raise UserError(f"{path} is damaged: its sessions are not a list of sessions{hint}")
+    return sessions

@@ -2,7 +2,9 @@
 
 Cells come in grid order (:func:`proxmf_bench.run.grid.build_cells`), so that the solvers of
 one problem run back to back and the problem is loaded once for all of them
-(:class:`ProblemCache`).
+(:class:`ProblemCache`). The solvers share its tensors, so the cache seals them when it loads
+them and checks the seal after every cell: a solver that modified the problem data in place
+fails its cell, and the next cells get the problem loaded afresh.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from dataclasses import dataclass
 
 import torch
 
-from proxmf_bench.errors import DataError, UserError, describe_exception
+from proxmf_bench.errors import DataError, UserError
 from proxmf_bench.plugin.registry import Registry
 from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.problem.integrity import ProblemSeal
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.problem.start import StartingPoint, initial_factors
 from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits, failed_result
 from proxmf_bench.run.grid import DTYPES
-from proxmf_bench.run.harness import Interrupted, run_cell
+from proxmf_bench.run.harness import Interrupted, plugin_failure, run_cell
 from proxmf_bench.run.schedule import RecordSchedule
 
 
@@ -35,7 +38,7 @@ def preflight(registry: Registry, datasets: list[Variant], seed: int) -> None:
     """Load every dataset once on the CPU so bad data fails before any solver runs.
 
     A dataset that fails with anything but a :class:`UserError` (a plugin's bug, a missing
-    library, memory) is reported as a :class:`DataError` naming the dataset.
+    library, memory, ``sys.exit()``) is reported as a :class:`DataError` naming the dataset.
     """
     for variant in datasets:
         spec = registry.get_dataset(variant.name)
@@ -43,12 +46,20 @@ def preflight(registry: Registry, datasets: list[Variant], seed: int) -> None:
             spec.load(variant.params, seed, torch.device("cpu"), torch.float64)
         except UserError:
             raise
-        except Exception as exc:
-            raise DataError(f"dataset {variant.label}: loading failed: {describe_exception(exc)}") from exc
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            error = plugin_failure(exc, "the dataset")
+            if error is None:
+                raise
+            raise DataError(f"dataset {variant.label}: loading failed: {error}") from exc
 
 
 class ProblemCache:
-    """Loads the problem of a cell, keeping the latest: a problem's solvers run back to back."""
+    """Loads the problem of a cell, keeping the latest: a problem's solvers run back to back.
+
+    :meth:`check` after each cell tells whether the solver modified the problem in place; the
+    problem is then loaded again for the next cell, and must come back as it was first loaded
+    (a dataset that hands out its cached tensors instead of copies cannot undo the damage).
+    """
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -56,20 +67,48 @@ class ProblemCache:
         self.problem: Problem | None = None
         self.start: StartingPoint | None = None
         self.error = ""
+        self.seal: ProblemSeal | None = None
+        self._damaged: tuple[tuple, ProblemSeal] | None = None  # (key, seal as first loaded)
 
     def load(self, cell: Cell) -> tuple[Problem | None, str]:
         """``(problem, "")``, or ``(None, reason)`` when the dataset failed to load."""
         key = (cell.dataset, cell.seed, cell.device, cell.dtype)
         if key != self.key:
-            self.key, self.problem, self.start, self.error = key, None, None, ""
+            self.key, self.problem, self.start, self.seal, self.error = key, None, None, None, ""
             try:
                 spec = self.registry.get_dataset(cell.dataset.name)
                 problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
                 W0, H0 = initial_factors(problem, cell.seed, key=cell.dataset.name + cell.dataset.params_json())
-                self.problem, self.start = problem, StartingPoint(problem, W0, H0)
-            except Exception as exc:  # recorded per cell; the rest of the grid goes on
-                self.error = f"loading dataset failed: {describe_exception(exc)}"
+                start = StartingPoint(problem, W0, H0)
+                seal = ProblemSeal(problem, start)
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:  # recorded per cell; the grid goes on
+                error = plugin_failure(exc, "the dataset")
+                if error is None:
+                    raise
+                self.error = f"loading dataset failed: {error}"
+                return self.problem, self.error
+            if self._damaged is not None and self._damaged[0] == key and not seal.same_content(self._damaged[1]):
+                self.error = (f"dataset {cell.dataset.label} returned the data an earlier solver modified in place "
+                              f"(it hands out shared tensors, not copies: Problem.to(..., copy=True))")
+                return self.problem, self.error
+            self.problem, self.start, self.seal = problem, start, seal
+            self._damaged = None
         return self.problem, self.error
+
+    def check(self) -> str | None:
+        """After a cell ran on the loaded problem: ``None``, or what it modified in place (the
+        problem is then dropped, so that the next cell loads it again)."""
+        try:
+            changed = self.seal.changed(self.problem, self.start)
+        except Exception:  # no memory left to check with (a solver that hogged it): reload to be safe
+            changed = None
+        if changed == []:
+            return None
+        self._damaged = (self.key, self.seal)
+        self.key, self.problem, self.start, self.seal = None, None, None, None
+        if changed is None:
+            return None
+        return f"the solver modified the problem data in place ({', '.join(changed)}); the next cells get it reloaded"
 
 
 def run_grid_cell(
@@ -92,7 +131,8 @@ def run_grid_cell(
             observer.cell_finished(result)
         return result
     factory = registry.get_solver(cell.solver.name).factory
-    return run_cell(factory, cell, problem, *cache.start.copies(), limits, schedule, observer, cache.start)
+    return run_cell(factory, cell, problem, *cache.start.copies(), limits, schedule, observer, cache.start,
+                    check=cache.check)
 
 
 def run_grid(
