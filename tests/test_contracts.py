@@ -38,6 +38,8 @@ BROKEN = {
     ("solvers", "chatty"): solver_checks.QUIET,
     ("solvers", "ignores_fixed_W"): solver_checks.FIXED_W,
     ("solvers", "fixed_budget"): solver_checks.BUDGET,
+    ("solvers", "quitter"): solver_checks.RUNS,
+    ("solvers", "mutating"): solver_checks.DATA,
     ("prox", "soft2"): prox_checks.PERTURB,
     ("prox", "overwrites"): prox_checks.UNMODIFIED,
     ("prox", "to_float32"): prox_checks.SHAPE,
@@ -50,6 +52,7 @@ BROKEN = {
     ("datasets", "float64_only"): dataset_checks.PLACE,
     ("datasets", "no_truth"): dataset_checks.TRUTH,
     ("datasets", "bad_truth"): dataset_checks.TRUTH,
+    ("datasets", "sharing"): dataset_checks.FRESH,
 }
 KINDS = ("prox", "solvers", "datasets")
 

@@ -19,6 +19,10 @@ from proxmf_bench.errors import describe_exception
 
 OK, FAILED, SKIPPED = "ok", "FAILED", "skipped"
 
+# What plugin code may raise that is a finding rather than a reason to stop checking: any
+# error, and an attempt to end the process (sys.exit). Ctrl-C still stops the checks.
+PLUGIN_FAILURES = (Exception, SystemExit)
+
 
 @dataclass(frozen=True)
 class Counterexample:
@@ -126,7 +130,7 @@ class Recorder:
         """``(True, call())``, or ``(False, None)`` with the exception recorded against ``name``."""
         try:
             return True, call()
-        except Exception as exc:  # a plugin may raise anything; that is the finding
+        except PLUGIN_FAILURES as exc:  # a plugin may raise anything, or try to exit: that is the finding
             self.fail(name, Counterexample(what(), expected, describe_error(exc)))
             return False, None
 

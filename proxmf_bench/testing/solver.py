@@ -44,6 +44,7 @@ from proxmf_bench.problem.problem import Problem
 from proxmf_bench.problem.start import initial_factors
 from proxmf_bench.solve.blackbox import is_black_box
 from proxmf_bench.testing.report import (
+    PLUGIN_FAILURES,
     CheckReport,
     Counterexample,
     Recorder,
@@ -311,7 +312,7 @@ def _check_fixed_W(rec: Recorder, spec: SolverSpec, variant: Variant, problem: P
     torch.manual_seed(seed)
     try:
         solver = spec.factory(**variant.params)
-    except Exception:
+    except PLUGIN_FAILURES:
         return  # reported by the main run
     W0, H0 = initial_factors(problem, seed, key="check")
     attempts: list[tuple[str, Callable[[], Any]]]
@@ -329,7 +330,7 @@ def _check_fixed_W(rec: Recorder, spec: SolverSpec, variant: Variant, problem: P
                 out = call()
             if not black_box:
                 out = solver.factors()
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             message = str(exc).strip()
             at_once = k <= 1
             if rec.check(FIXED_W, at_once and bool(message), lambda exc=exc, when=when: Counterexample(
