@@ -17,7 +17,10 @@ from typing import Any
 from proxmf_bench.errors import UserError
 from proxmf_bench.plugin.selection import Variant
 
-STOP_REASONS = ("max_iter", "max_time", "tol", "diverged", "error", "interrupted")
+STOP_REASONS = ("max_iter", "max_time", "tol", "diverged", "error", "interrupted", "worker_lost")
+# Cells that stopped for a reason outside the cell (Ctrl-C, a worker process killed from
+# outside, a dask cluster gone): ``--resume`` runs them again.
+RERUN_REASONS = ("interrupted", "worker_lost")
 
 
 @dataclass(frozen=True)

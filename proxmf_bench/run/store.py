@@ -22,7 +22,7 @@ import pandas as pd
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.results.table import atomic_write_bytes, read_frame, to_frame, write_frame
-from proxmf_bench.run.cells import Cell, CellResult
+from proxmf_bench.run.cells import RERUN_REASONS, Cell, CellResult
 from proxmf_bench.run.grid import check_manifest, dumps
 
 MANIFEST_FILE = "grid.json"
@@ -74,7 +74,8 @@ class RunStore:
         """Tables of the cells of ``cells`` already on disk, and one warning per unusable file.
 
         A file that cannot be read, or whose content is not the cell its name says, is
-        reported and its cell runs again. So is a cell recorded as ``interrupted``.
+        reported and its cell runs again. So is a cell that stopped for a reason outside it
+        (``interrupted``, ``worker_lost``: :data:`~proxmf_bench.run.cells.RERUN_REASONS`).
         """
         frames: dict[str, pd.DataFrame] = {}
         warnings: list[str] = []
@@ -90,7 +91,7 @@ class RunStore:
             if problem:
                 warnings.append(f"{problem}; the cell {cell.describe()} will run again")
                 continue
-            if (frame.stop_reason == "interrupted").any():
+            if frame.stop_reason.isin(RERUN_REASONS).any():
                 continue
             frame["solver"] = cell.solver.label
             frame["dataset"] = cell.dataset.label
