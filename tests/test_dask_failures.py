@@ -174,6 +174,8 @@ def test_every_worker_killed_then_resume_on_new_workers(cluster, tmp_path):
     for worker in cluster.workers:
         worker.kill()
     last = _failed_run(proc, out, f"every dask worker of the scheduler at {address} is gone")
+    for pid in _cells(tmp_path, "cell"):  # the cells' processes died with their dask workers
+        _wait_for(lambda: not _alive(pid), "the cells' worker processes to end")
     assert last.loc["mu", "stop_reason"].tolist() == ["max_iter", "max_iter"]
     assert last.loc[WAITING, "stop_reason"].tolist() == ["worker_lost", "worker_lost"]
     finished = {p: p.read_bytes() for p in (out / "cells").glob("*.parquet") if set(read_frame(p).solver) == {"mu"}}

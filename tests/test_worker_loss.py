@@ -81,11 +81,14 @@ def test_worker_killed_from_outside_is_lost_and_runs_again_on_resume(sig, tmp_pa
     assert mu_file.read_bytes() == kept  # the finished cell was not run again
 
 
-def test_worker_killed_while_starting_is_replaced(tmp_path):
+@pytest.mark.parametrize("backend", [["--jobs", "1"], ["--backend", "dask", "--jobs", "1"]], ids=["jobs", "dask"])
+def test_worker_killed_while_starting_is_replaced(backend, tmp_path):
+    if "dask" in backend:
+        pytest.importorskip("distributed")
     hold = tmp_path / "hold"  # workers wait at start while this file exists
     hold.touch()
     out = tmp_path / "run"
-    proc = _start(["--solvers", "mu", *DATASET, "--max-iter", "20", "--jobs", "1", "--out", str(out)], tmp_path,
+    proc = _start(["--solvers", "mu", *DATASET, "--max-iter", "20", *backend, "--out", str(out)], tmp_path,
                   LOST_HOLD=str(hold))
     starting = _wait_for(lambda: [p for p in _pids(tmp_path, "import") if p != proc.pid], "a worker to start")
     os.kill(starting[0], signal.SIGKILL)
@@ -97,9 +100,12 @@ def test_worker_killed_while_starting_is_replaced(tmp_path):
     assert len([p for p in _pids(tmp_path, "import") if p != proc.pid]) == 2  # the killed one and its successor
 
 
-def test_workers_that_keep_dying_while_starting_stop_the_run(tmp_path):
+@pytest.mark.parametrize("backend", [["--jobs", "1"], ["--backend", "dask", "--jobs", "1"]], ids=["jobs", "dask"])
+def test_workers_that_keep_dying_while_starting_stop_the_run(backend, tmp_path):
+    if "dask" in backend:
+        pytest.importorskip("distributed")
     out = tmp_path / "run"
-    proc = _start(["--solvers", "mu", *DATASET, "--max-iter", "20", "--jobs", "1", "--out", str(out)], tmp_path,
+    proc = _start(["--solvers", "mu", *DATASET, "--max-iter", "20", *backend, "--out", str(out)], tmp_path,
                   LOST_DIE_AT_START="1")
     _, stderr = proc.communicate(timeout=HANG_GUARD)
     assert proc.returncode == EXIT_INCOMPLETE, stderr

@@ -45,6 +45,9 @@ _POLL = 0.5
 IDLE_LIFETIME = 120.0
 # What a dask worker must be able to import to run a cell.
 _PROBE = __name__
+# The stop reason of a task's outcome that says the cells cannot run on that worker at all
+# (returned rather than raised: dask would log a raised one with its traceback).
+_FATAL = "fatal"
 
 # Idle worker processes of this dask worker: (thread id, payload, max_memory) -> (CellWorker,
 # idle since). A task takes its thread's worker out while it runs and puts it back after.
@@ -78,7 +81,8 @@ def run_remote_cell(
     """The dask task: run cell ``index`` in this thread's worker process; ``(index, *outcome)``.
 
     The worker process is killed (and the cell given up) as soon as the task is no longer
-    wanted: cancelled, or released because its client disconnected or was killed.
+    wanted: cancelled, or released because its client disconnected or was killed. Worker
+    processes that cannot start or set up the grid give the stop reason ``"fatal"``.
     """
     cancelled = _cancellation_check()
     key = (threading.get_ident(), json.dumps(payload, sort_keys=True), max_memory)
@@ -86,12 +90,17 @@ def run_remote_cell(
         worker = _workers.pop(key, (None, 0.0))[0]
     if worker is None or worker.proc.poll() is not None:
         worker = CellWorker(payload, max_memory)
-    worker = worker.await_ready(cancelled)
+    try:
+        worker = worker.await_ready(cancelled)
+    except ExecutionError as exc:
+        return index, [], _FATAL, str(exc)
     if worker is None:
         return index, [], "interrupted", "the task was cancelled"
     alive = False
     try:
         outcome, alive = worker.run_blocking(index, cell_id, timeout, cancelled)
+    except ExecutionError as exc:
+        outcome = ([], _FATAL, str(exc))
     finally:
         if alive:
             with _workers_lock:
@@ -268,10 +277,10 @@ def _result(future, cell: Cell) -> CellResult | None:
         return None
     if future.status == "finished":
         _, records, stop_reason, error = future.result()
+        if stop_reason == _FATAL:  # the worker processes of that dask worker cannot run cells
+            raise ExecutionError(f"on the dask worker that took {cell.describe()}: {error}")
         return CellResult(cell, records, stop_reason, error) if records else failed_result(cell, stop_reason, error)
     exc = future.exception()
-    if isinstance(exc, UserError):  # a worker process could not set up the grid there
-        raise ExecutionError(str(exc))
     if isinstance(exc, ImportError):
         raise ExecutionError(f"a dask worker cannot run cells: {describe_exception(exc)} (the workers need "
                              f"the same Python environment as this process)")
