@@ -2,9 +2,11 @@
 
 Exit status: 0 success; 2 bad input (one line, ``proxmf-bench: error: ...``; ``--debug`` shows
 the traceback instead); 3 ``run`` finished but some cells ended in ``error`` (everything is
-written, and the last line names the failed cells; ``--allow-errors`` keeps 0); 130 (143)
-Ctrl-C (SIGTERM) during ``run``, which keeps finished cells and writes the run directory (a
-second one exits at once); 1 an internal error, a bug of proxmf-bench.
+written, and the last line names the failed cells; ``--allow-errors`` keeps 0); 75
+(``EXIT_INCOMPLETE``) a run left incomplete by its workers (a worker process killed from
+outside, a dask cluster that failed): the run directory is written and ``--resume`` finishes
+it; 130 (143) Ctrl-C (SIGTERM) during ``run``, which keeps finished cells and writes the run
+directory (a second one exits at once); 1 an internal error, a bug of proxmf-bench.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from proxmf_bench.errors import UserError
+from proxmf_bench.errors import ExecutionError, UserError
 
 PROG = "proxmf-bench"
+EXIT_INCOMPLETE = 75  # EX_TEMPFAIL: cells are missing because their workers failed; --resume
 
 # ``run`` finished, wrote everything, but some cells ended in error (CI must see a failure).
 EXIT_CELL_ERRORS = 3
@@ -52,12 +55,21 @@ nothing lost:
 fault isolation (--jobs N or --backend dask):
   each cell runs in a worker process; one that crashes it (segfault, os._exit), exceeds
   --max-memory, or runs past --cell-timeout wall seconds (default 2 x --max-time + 60 s;
-  no limit without --max-time) is recorded as an error and the grid goes on.
+  no limit without --max-time) is recorded as an error and the grid goes on. A worker
+  killed from outside (SIGKILL, SIGTERM: a user, a batch system, the kernel's OOM killer)
+  is recorded as worker_lost; --resume runs such cells again. Workers die with this process.
+
+dask:
+  a scheduler that cannot be reached or stops answering, a cluster without workers, or a
+  worker that cannot import proxmf-bench stops the run after --dask-timeout seconds (30),
+  with one line; finished cells are kept and the running ones recorded as worker_lost.
 
 exit status:
   0 every cell ran (diverged counts as a result); 2 bad input, nothing run; 3 the run
   finished but some cells ended in error (everything is written; the last line names them;
-  --allow-errors gives 0); 130 (143) interrupted by Ctrl-C (SIGTERM), finished cells kept.
+  --allow-errors gives 0); 75 incomplete: cells lost with their workers, or the dask
+  cluster failed (--resume finishes the run); 130 (143) interrupted by Ctrl-C (SIGTERM),
+  finished cells kept.
 """
 
 REPORT_EPILOG = """\
@@ -140,7 +152,13 @@ def _add_run(sub, common: argparse.ArgumentParser) -> None:
                        help="where cells run: this machine (default) or a dask.distributed cluster "
                             "(pip install 'proxmf-bench[dask]')")
     scale.add_argument("--scheduler", metavar="ADDRESS",
-                       help="dask scheduler address, e.g. tcp://host:8786 (default: a local cluster)")
+                       help="dask scheduler address, e.g. tcp://host:8786 (default: a local cluster on 127.0.0.1)")
+    scale.add_argument("--dask-timeout", type=float, metavar="SECONDS",
+                       help="how long a dask cluster may be unreachable, without workers, or unable to run "
+                            "cells before the run stops (default: 30)")
+    scale.add_argument("--dashboard", nargs="?", const="127.0.0.1:8787", metavar="ADDRESS",
+                       help="serve the local dask cluster's dashboard at ADDRESS (default 127.0.0.1:8787; "
+                            "none unless given)")
     scale.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the run in RUN_DIR: keep finished cells, run the others")
     scale.add_argument("--cell-timeout", type=float, metavar="SECONDS",
@@ -347,7 +365,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         solvers=args.solvers, datasets=args.datasets, devices=args.devices, dtypes=args.dtypes, seeds=args.seeds,
         max_iter=args.max_iter, max_time=args.max_time, tol=args.tol, threads=args.threads, out=args.out,
         resume=args.resume, data_dir=args.data_dir, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
-        cell_timeout=args.cell_timeout, max_memory=args.max_memory, plugin_files=args.plugin,
+        cell_timeout=args.cell_timeout, max_memory=args.max_memory, dask_timeout=args.dask_timeout,
+        dashboard=args.dashboard, plugin_files=args.plugin,
         strict_plugins=args.strict_plugins,
     )
     observer_factory = None
@@ -371,6 +390,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 128 + int(output.signal or signal.SIGINT)
     if output.failed_cells:
         print(_failure_line(output.failed_cells, output.meta["cells"]["total"], args.allow_errors), file=sys.stderr)
+    if output.lost:  # an incomplete run matters more than errors: it is not finished
+        print(f"{PROG}: {len(output.lost)} cell(s) lost their worker process; run them again with: "
+              f"{PROG} run --resume {output.run_dir}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if output.failed_cells:
         return 0 if args.allow_errors else EXIT_CELL_ERRORS
     return 0
 
@@ -398,6 +422,8 @@ def _print_summary(output) -> None:
     print(f"\n{cells['finished']}/{cells['total']} cells, {len(frame)} rows -> {output.run_dir}")
     for error in output.errors:
         print(f"{PROG}: warning: error in {error}", file=sys.stderr)
+    for lost in output.lost:
+        print(f"{PROG}: warning: worker lost in {lost}", file=sys.stderr)
 
 
 def _make_report(run_dirs, output=None, figures=None, formats="png,svg,pdf") -> None:
@@ -548,6 +574,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = getattr(args, "debug", False) or os.environ.get("PROXMF_BENCH_DEBUG") == "1"
     try:
         return args.handler(args)
+    except ExecutionError as exc:
+        if debug:
+            raise
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except UserError as exc:
         if debug:
             raise

@@ -20,6 +20,14 @@ class DataError(UserError):
     """A dataset is missing, corrupt, or not valid for the requested problem."""
 
 
+class ExecutionError(UserError):
+    """The cells could not go on running: the dask cluster or the worker processes failed.
+
+    Raised after the run directory is written (every finished cell is kept and ``--resume``
+    continues); the CLI prints it as one line and exits with status 75.
+    """
+
+
 class PluginUnavailable(Exception):
     """Raised by a plugin module whose optional dependency is missing.
 

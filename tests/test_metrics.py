@@ -277,3 +277,28 @@ def test_deferred_metrics_equal_one_by_one_for_either_memory_layout(layout):
     metrics.flush()
     for record, want in zip(records, expected):
         _assert_metrics_match({k: v for k, v in record.items() if k not in ("loss", "rel_error")}, want)
+
+
+def test_metrics_of_a_run_do_not_depend_on_the_runs_before_it():
+    """The same record points give bit-identical metrics whether or not another run on the
+    same problem came first in this process (as with --jobs, where it depends on timing)."""
+    gen = np.random.default_rng(12)
+    W_true, H_true = gen.random((40, 4)), gen.random((4, 60))
+    problem = _problem(W_true, H_true)
+
+    def run(noises, seed):
+        rng = np.random.default_rng(seed)
+        metrics, records = DeferredMetrics(problem), []
+        for noise in noises:  # estimates 10 to 40 degrees away from the truth, as early in a run
+            W = np.abs(W_true + noise * rng.standard_normal(W_true.shape))
+            H = np.abs(H_true + noise * rng.standard_normal(H_true.shape))
+            records.append({"loss": 1.0})
+            metrics.add(records[-1], torch.from_numpy(W), torch.from_numpy(H))
+        metrics.flush()
+        return records
+
+    alone = run([0.4, 0.3, 0.2], seed=1)
+    run([0.05, 0.02], seed=2)  # another solver on the same problem ends well matched
+    after = run([0.4, 0.3, 0.2], seed=1)
+    assert min(r["sad_deg"] for r in alone) > 10
+    assert after == alone  # exact: every digit of every metric

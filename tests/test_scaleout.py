@@ -23,7 +23,8 @@ def serial(tmp_path_factory):
 def test_jobs_give_the_serial_table(serial, tmp_path):
     out = run_benchmark(**GRID, jobs=2, out=tmp_path / "run")
     assert out.meta["cells"] == serial.meta["cells"] == {"total": 16, "finished": 16, "stop_reasons": {"max_iter": 16}}
-    pd.testing.assert_frame_equal(comparable(out.frame), comparable(serial.frame))
+    # bit for bit: which worker ran which cells, and in what order, changes nothing
+    pd.testing.assert_frame_equal(comparable(out.frame), comparable(serial.frame), check_exact=True)
     pd.testing.assert_frame_equal(load_results(out.run_dir), out.frame)
     assert len(list((out.run_dir / "cells").glob("*.parquet"))) == 16
     assert out.meta["sessions"][-1]["jobs"] == 2
@@ -35,12 +36,12 @@ def test_dask_local_cluster_gives_the_serial_table(serial, tmp_path):
 
     # A real scheduler on TCP loopback, reached by its address like a remote one.
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+                      dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tcp://127.0.0.1:")
         out = run_benchmark(**GRID, backend="dask", scheduler=address, out=tmp_path / "run")
     assert out.meta["cells"] == serial.meta["cells"]
-    pd.testing.assert_frame_equal(comparable(out.frame), comparable(serial.frame))
+    pd.testing.assert_frame_equal(comparable(out.frame), comparable(serial.frame), check_exact=True)
     assert out.meta["sessions"][-1]["scheduler"] == address
 
 
@@ -81,24 +82,16 @@ def test_dask_isolates_faults_too(tmp_path):
     ({"cell_timeout": 5}, "add --jobs N"),
     ({"jobs": 1, "cell_timeout": -1}, "--cell-timeout must be > 0"),
     ({"jobs": 1, "max_memory": "lots"}, "malformed size 'lots'"),
+    ({"dask_timeout": 5}, "--dask-timeout and --dashboard need --backend dask"),
+    ({"backend": "dask", "dask_timeout": 0}, "--dask-timeout must be > 0"),
+    ({"backend": "dask", "dask_timeout": float("nan")}, "--dask-timeout must be > 0"),
+    ({"backend": "dask", "scheduler": " ", "dask_timeout": 1}, "--scheduler is empty"),
+    ({"backend": "dask", "scheduler": "tcp://127.0.0.1:1", "dashboard": "127.0.0.1:8787"}, "--dashboard is for"),
 ])
 def test_bad_execution_options_are_refused_before_running(options, message, tmp_path):
     with pytest.raises(UserError, match=message):
         run_benchmark(solvers="mu", datasets="synthetic[m=10,n=8,rank=2]", max_iter=2, out=tmp_path / "run", **options)
     assert not (tmp_path / "run").exists()
-
-
-def test_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
-    pytest.importorskip("distributed")
-    import socket
-
-    monkeypatch.setattr("proxmf_bench.run.dask_backend.CONNECT_TIMEOUT", "1s")
-    with socket.socket() as sock:  # a port with nothing listening
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(UserError, match="cannot connect to the dask scheduler"):
-        run_benchmark(solvers="mu", datasets="synthetic[m=10,n=8,rank=2]", max_iter=2, backend="dask",
-                      scheduler=f"tcp://127.0.0.1:{port}", out=tmp_path / "run")
 
 
 @needs_hsi

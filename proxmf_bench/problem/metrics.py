@@ -116,8 +116,8 @@ def factor_match_score(
 
 
 class _Truth:
-    """Per-problem constants of the ground truth, and the latest matching, tried first at
-    the next record points when it was provably optimal."""
+    """Per-problem constants of the ground truth (shared by every run on the problem: they
+    do not depend on what ran before, so neither do the metrics)."""
 
     def __init__(self, problem: Problem) -> None:
         W_true = problem.W_true.to(torch.float64)
@@ -128,8 +128,6 @@ class _Truth:
         # angles between true components; infinite on the diagonal (see still_optimal)
         self.pair_angles = _angle_matrix(self._units[torch.float64][0], self._units[torch.float64][0])
         np.fill_diagonal(self.pair_angles, np.inf)
-        self.perm: np.ndarray | None = None
-        self.certified = False  # whether self.perm was provably optimal where it was found
         self._reordered: dict[tuple[torch.dtype, int], tuple[np.ndarray, torch.Tensor]] = {}
 
     def units(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,6 +167,17 @@ class _Truth:
         return np.all(theta[:, :, None] + theta[:, None, :] < self.pair_angles, axis=(1, 2))
 
 
+class _LastMatching:
+    """The matching of a run's latest record point, tried first at its next ones when it was
+    provably optimal. One per run (:class:`DeferredMetrics`), never shared between runs: how
+    an angle is computed depends on whether the matching was carried over, so a matching
+    left by another run would make the last digits depend on the order runs ran in."""
+
+    def __init__(self) -> None:
+        self.perm: np.ndarray | None = None
+        self.certified = False  # whether perm was provably optimal where it was found
+
+
 _TRUTHS: weakref.WeakKeyDictionary[Problem, _Truth] = weakref.WeakKeyDictionary()
 
 
@@ -193,7 +202,7 @@ def ground_truth_metrics(problem: Problem, W: torch.Tensor, H: torch.Tensor) -> 
     """
     if not problem.has_ground_truth:
         return {}
-    return _batch_metrics(_truth(problem), W[None], H[None])[0]
+    return _batch_metrics(_truth(problem), _LastMatching(), W[None], H[None])[0]
 
 
 _BATCH_BYTES = 4 * 2**20
@@ -205,9 +214,9 @@ def _batch_size(W: torch.Tensor, H: torch.Tensor) -> int:
     return max(1, _BATCH_BYTES // ((W.numel() + H.numel()) * H.element_size()))
 
 
-def _batch_metrics(truth: _Truth, W: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
-    """:func:`ground_truth_metrics` of ``K`` factor pairs of one problem (record points),
-    stacked as ``K x m x r`` and ``K x r x n``.
+def _batch_metrics(truth: _Truth, last: _LastMatching, W: torch.Tensor, H: torch.Tensor) -> list[dict[str, float]]:
+    """:func:`ground_truth_metrics` of ``K`` factor pairs of one problem (record points of
+    one run, whose latest matching is ``last``), stacked as ``K x m x r`` and ``K x r x n``.
 
     Computed in a few batched passes over the factors, in their dtype: their norms, the
     distances between matched unit vectors, and the ``r x r`` cosines of ``W`` with the
@@ -227,7 +236,7 @@ def _batch_metrics(truth: _Truth, W: torch.Tensor, H: torch.Tensor) -> list[dict
     if len(keep) < K:
         index = torch.as_tensor(keep, device=H.device)
         W, H = W[index], H[index]
-    theta_W, theta_H = _Batch(W, H, norms[keep]).match(truth)
+    theta_W, theta_H = _Batch(W, H, norms[keep]).match(truth, last)
     sad = np.rad2deg(theta_W)
     rmse = np.sqrt((truth.H_norm2 * np.sin(theta_H) ** 2).sum(axis=1) / (r * truth.n))
     fms = (np.cos(theta_W) * np.cos(theta_H)).mean(axis=1)
@@ -251,9 +260,9 @@ class _Batch:
         inv = torch.from_numpy(inv).to(device=H.device, dtype=H.dtype)
         self.w_inv, self.h_inv = inv[:, None, : self.r], inv[:, self.r :, None]
 
-    def match(self, truth: _Truth) -> tuple[np.ndarray, np.ndarray]:
+    def match(self, truth: _Truth, kept: _LastMatching) -> tuple[np.ndarray, np.ndarray]:
         """Angles (radians, ``K x r``, true order) of the optimal matchings, for the columns
-        of ``W`` and the rows of ``H``; remembers the last matching in ``truth``.
+        of ``W`` and the rows of ``H``; remembers the last matching in ``kept``.
 
         Pairs the last matching provably still fits are done in one pass of distances. The
         others get the cosines of ``W`` with the truth and the Hungarian matching; their
@@ -264,7 +273,7 @@ class _Batch:
         K, r = len(self.H), self.r
         # the last matching is tried first only if it was provably optimal: early in a run,
         # when it is not, it seldom becomes so before the next record point
-        last = truth.perm if truth.certified else None
+        last = kept.perm if kept.certified else None
         perms = np.empty((K, r), dtype=np.int64)
         if last is None:
             theta_W, todo = np.empty((K, r)), np.arange(K)
@@ -287,8 +296,8 @@ class _Batch:
                 small = changed[(theta_W[changed] < math.radians(_REFINE_DEG)).any(axis=1)]
                 if len(small):
                     theta_W[small] = self.angles(truth, 0, perms[small], small)
-        truth.perm = perms[-1]
-        truth.certified = bool(truth.still_optimal(theta_W[-1:])[0])
+        kept.perm = perms[-1]
+        kept.certified = bool(truth.still_optimal(theta_W[-1:])[0])
         return theta_W, self.angles(truth, 1, perms)
 
     def angles(self, truth: _Truth, factor: int, perms: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -337,6 +346,7 @@ class DeferredMetrics:
         # records waiting for their metrics, with copies of their factors
         self._pending: list[tuple[dict, torch.Tensor, torch.Tensor]] = []
         self._bytes = 0
+        self._last = _LastMatching()
 
     def add(self, record: dict, W: torch.Tensor, H: torch.Tensor) -> None:
         """Add the metrics of ``record`` (which holds ``loss``) at factors ``(W, H)`` to it."""
@@ -354,7 +364,7 @@ class DeferredMetrics:
             size = _batch_size(*self._pending[0][1:])
             for start in range(0, len(self._pending), size):
                 records, Ws, Hs = zip(*self._pending[start : start + size])
-                metrics = _batch_metrics(_truth(self.problem), _stack(Ws), _stack(Hs))
+                metrics = _batch_metrics(_truth(self.problem), self._last, _stack(Ws), _stack(Hs))
                 for record, values in zip(records, metrics):
                     record.update(values)
         self._pending.clear()

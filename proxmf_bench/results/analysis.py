@@ -213,10 +213,10 @@ def cell_summary(frame: pd.DataFrame, metrics: Sequence[str] = ()) -> pd.DataFra
 
 
 def failed_cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Runs that stopped on an error, a divergence or an interruption, one row per distinct
-    (curve, problem, stop reason, message), with the seeds it happened on."""
+    """Runs that stopped on an error, a divergence, an interruption or a lost worker process,
+    one row per distinct (curve, problem, stop reason, message), with the seeds it happened on."""
     last = frame.sort_values("iteration").groupby(CELL_KEYS, sort=False).tail(1)
-    failed = last[last["stop_reason"].isin(["error", "diverged", "interrupted"])]
+    failed = last[last["stop_reason"].isin(["error", "diverged", "interrupted", "worker_lost"])]
     columns = CURVE_KEYS + PROBLEM_KEYS + ["stop_reason", "error"]
     if failed.empty:
         return pd.DataFrame(columns=columns + ["seeds"])

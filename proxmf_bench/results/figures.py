@@ -128,7 +128,7 @@ def metric_label(metric: str) -> str:
     return _METRIC_LABELS.get(metric, metric)
 
 
-_ABNORMAL = ("error", "diverged", "interrupted")
+_ABNORMAL = ("error", "diverged", "interrupted", "worker_lost")
 
 
 def abnormal_stops(frame: pd.DataFrame) -> dict[tuple[str, str, str], str]:

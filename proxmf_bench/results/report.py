@@ -246,7 +246,7 @@ def _when(timestamp: str | None) -> str:
 
 
 def _errors_block(frame: pd.DataFrame) -> str:
-    """Solver runs that errored, diverged or were interrupted: one line per solver and
+    """Solver runs that errored, diverged, were interrupted or lost their worker: one line per solver and
     message, naming where it happened."""
     failed = failed_cells(frame)
     if failed.empty:

@@ -19,7 +19,10 @@ from proxmf_bench.errors import UserError
 from proxmf_bench.plugin.selection import Variant
 from proxmf_bench.run.schedule import RecordSchedule
 
-STOP_REASONS = ("max_iter", "max_time", "tol", "diverged", "error", "interrupted")
+STOP_REASONS = ("max_iter", "max_time", "tol", "diverged", "error", "interrupted", "worker_lost")
+# Cells that stopped for a reason outside the cell (Ctrl-C, a worker process killed from
+# outside, a dask cluster gone): ``--resume`` runs them again.
+RERUN_REASONS = ("interrupted", "worker_lost")
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,18 @@
 """Cells in worker processes: a crash, a hang or a memory blow-up costs one cell, not the run.
 
-A :class:`CellWorker` is a child Python process (``python -m proxmf_bench.run.isolation``) that
-rebuilds the plugin registry and the grid from a JSON payload, pins its torch thread count,
-flushes denormals, and then runs the cells it is sent, one at a time, returning their records.
-The parent reads results as they come and notices a dead child (segfault, ``os._exit``, the
-kernel's OOM killer) or one that stops answering; it records that cell as ``error`` with the
-reason and starts a fresh worker. Messages are length-prefixed pickles over the child's
-stdin/stdout; the child's own ``print`` output goes to stderr.
+A :class:`CellWorker` is a child Python process that rebuilds the plugin registry and the
+grid from a JSON payload, pins its torch thread count, flushes denormals, and then runs the
+cells it is sent, one at a time, returning their records. The parent reads results as they
+come and notices a dead child or one that stops answering; it records that cell and starts a
+fresh worker. How the child ended decides how the cell is recorded (:func:`classify_exit`):
+its own fault (a segfault, ``os._exit``) is an ``error``; a signal from outside (``kill -9``)
+is ``worker_lost``, which ``--resume`` runs again. Messages are length-prefixed pickles over
+the child's stdin/stdout; the child's own ``print`` output goes to stderr.
+
+A worker dies with the thread that started it, even while it is stuck in C code that holds
+the GIL: on Linux its first statement asks the kernel for ``SIGKILL`` when that thread ends
+(``PR_SET_PDEATHSIG``, delivered by the kernel, no Python code involved); elsewhere a
+watchdog thread polls its parent's PID.
 
 :func:`run_local_pool` drives ``--jobs N`` workers; the dask backend runs one worker per
 dask worker thread (:mod:`proxmf_bench.run.dask_backend`).
@@ -27,7 +33,7 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
-from proxmf_bench.errors import UserError, describe_exception
+from proxmf_bench.errors import ExecutionError, describe_exception
 from proxmf_bench.run.cells import Cell, CellResult, failed_result
 from proxmf_bench.run.interrupts import watch
 
@@ -36,12 +42,40 @@ from proxmf_bench.run.interrupts import watch
 
 # How long a worker may take to import torch and load the plugins before it is given up on.
 STARTUP_TIMEOUT = 300.0
+# How many workers in a row may die while starting before the run stops (a broken
+# environment kills them all; one killed from outside is replaced).
+STARTUP_ATTEMPTS = 3
 # After Ctrl-C, how long busy workers get to return the partial result of their cell.
 INTERRUPT_GRACE = 5.0
+# How often a blocking wait checks whether its cell is still wanted.
+_POLL = 1.0
 
 _HEADER = struct.Struct("!Q")
 
 Outcome = tuple[list[dict[str, Any]], str, str]  # records, stop_reason, error
+
+# Run by ``python -c`` in a new worker (argv[1] is the parent's PID) before anything else is
+# imported: from here on the kernel kills this process when the thread that started it ends
+# (PR_SET_PDEATHSIG = 1); then a parent that ended before the request was made is noticed.
+_BOOTSTRAP = """\
+import os, sys
+if sys.platform.startswith("linux"):
+    import ctypes, signal
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+from proxmf_bench.run.isolation import worker_entry
+worker_entry()
+"""
+
+# Signals that a process never gets from a fault of its own code: somebody ended it (a user,
+# a batch system's preemption or time limit, the kernel's OOM killer when the host ran out of
+# memory). SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL and exit statuses are the cell's own.
+LOST_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
+_SIGNAL_NOTES = {"SIGSEGV": " (segmentation fault)", "SIGABRT": " (aborted)", "SIGBUS": " (bus error)",
+                 "SIGKILL": " from outside (a user, a batch system, or the kernel's OOM killer when the host "
+                            "ran out of memory)",
+                 "SIGTERM": " from outside"}
 
 
 def default_cell_timeout(max_time: float | None) -> float | None:
@@ -53,19 +87,25 @@ def default_cell_timeout(max_time: float | None) -> float | None:
     return None if max_time is None else 2.0 * max_time + 60.0
 
 
-def death_reason(returncode: int | None) -> str:
-    """Plain words for how a worker process ended."""
+def classify_exit(returncode: int | None) -> tuple[str, str]:
+    """``(stop_reason, why)`` for a cell whose worker process ended with ``returncode``.
+
+    ``worker_lost`` when a signal of :data:`LOST_SIGNALS` killed it, ``error`` otherwise (a
+    fault signal, an exit status). ``--max-memory`` limits the data segment, so a cell that
+    exceeds it fails an allocation and records that error itself; the kernel's OOM killer
+    kills with SIGKILL like ``kill -9`` and cannot be told apart from it, so such a cell is
+    ``worker_lost`` and runs again on ``--resume``.
+    """
     if returncode is None:
-        return "the worker process stopped answering"
+        return "error", "the worker process stopped answering"
     if returncode < 0:
         try:
-            name = signal.Signals(-returncode).name
+            sig = signal.Signals(-returncode)
         except ValueError:
-            name = f"signal {-returncode}"
-        why = {"SIGKILL": " (out of memory, or killed from outside)", "SIGSEGV": " (segmentation fault)",
-               "SIGABRT": " (aborted)", "SIGBUS": " (bus error)"}.get(name, "")
-        return f"the worker process was killed by {name}{why}"
-    return f"the worker process exited with status {returncode}"
+            return "error", f"the worker process was killed by signal {-returncode}"
+        reason = "worker_lost" if sig in LOST_SIGNALS else "error"
+        return reason, f"the worker process was killed by {sig.name}{_SIGNAL_NOTES.get(sig.name, '')}"
+    return "error", f"the worker process exited with status {returncode}"
 
 
 def _send(fd: int, message: Any) -> None:
@@ -99,18 +139,20 @@ class CellWorker:
     """The parent's handle on one worker process.
 
     ``payload`` is ``{"registry": Registry.source, "grid": GridSpec.to_dict(), "data_dir": str or None}``;
-    ``max_memory`` (bytes) caps the worker's data segment (Linux ``RLIMIT_DATA``).
+    ``max_memory`` (bytes) caps the worker's data segment (Linux ``RLIMIT_DATA``). ``attempt``
+    counts the workers in a row that died while starting, this one included.
     """
 
-    def __init__(self, payload: dict[str, Any], max_memory: int | None = None) -> None:
+    def __init__(self, payload: dict[str, Any], max_memory: int | None = None, attempt: int = 1) -> None:
         threads = str(payload["grid"]["threads"])
         env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         # A session of its own: a Ctrl-C at the terminal reaches only the main process, which
         # forwards it to the busy workers (interrupt) and kills the others.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxmf_bench.run.isolation"],
+            [sys.executable, "-c", _BOOTSTRAP, str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env, start_new_session=True,
         )
+        self.payload, self.max_memory, self.attempt = payload, max_memory, attempt
         self.ready = False
         self.index: int | None = None
         self.started = time.monotonic()
@@ -164,37 +206,67 @@ class CellWorker:
             stream.close()
         return self.proc.returncode
 
-    def await_ready(self) -> None:
-        """Block until the worker has loaded its plugins and grid; a ``UserError`` if it cannot."""
-        while not self.ready:
-            if not wait([self], timeout=STARTUP_TIMEOUT):
-                self.close(kill=True)
-                raise UserError(f"a worker process did not start within {STARTUP_TIMEOUT:g} s")
-            self.handle_startup(self.receive())
+    def handle_startup(self, message: Any) -> bool:
+        """Process a message received before the worker is ready: ``True`` once it is,
+        ``False`` if it died while starting (it is then closed; see :meth:`successor`).
 
-    def handle_startup(self, message: Any) -> None:
-        """Process a message received before the worker is ready."""
+        A worker that reports it cannot set up the grid (a plugin that fails to load there)
+        stops the run: every other worker would fail the same way.
+        """
         if message is None:
-            raise UserError(f"a worker process failed to start: {death_reason(self.close(kill=True))}")
+            self.death = classify_exit(self.close(kill=True))[1]
+            return False
         if message[0] == "fatal":
             self.close(kill=True)
-            raise UserError(f"a worker process could not set up the grid: {message[1]}")
+            raise ExecutionError(f"a worker process could not set up the grid: {message[1]}")
         self.ready = True
+        return True
 
-    def run_blocking(self, index: int, cell_id: str, timeout: float | None) -> tuple[Outcome, bool]:
-        """Run one cell and wait for it: ``(outcome, alive)``; ``alive`` is False if it died."""
-        self.await_ready()
+    def successor(self) -> CellWorker:
+        """A fresh worker in place of this one, which died while starting; an
+        :class:`ExecutionError` after :data:`STARTUP_ATTEMPTS` such deaths in a row."""
+        if self.attempt >= STARTUP_ATTEMPTS:
+            raise ExecutionError(f"{STARTUP_ATTEMPTS} worker processes in a row died while starting; "
+                                 f"the last: {self.death}")
+        return CellWorker(self.payload, self.max_memory, self.attempt + 1)
+
+    def await_ready(self, cancelled: Callable[[], bool] | None = None) -> CellWorker | None:
+        """Block until this worker (or a successor, if it dies while starting) is ready and
+        return that one; ``None`` if ``cancelled()`` became true meanwhile."""
+        worker = self
+        while not worker.ready:
+            if cancelled is not None and cancelled():
+                worker.close(kill=True)
+                return None
+            if wait([worker], timeout=_POLL):
+                if not worker.handle_startup(worker.receive()):
+                    worker = worker.successor()
+            elif worker.overdue(None, time.monotonic()):
+                worker.close(kill=True)
+                raise ExecutionError(f"a worker process did not start within {STARTUP_TIMEOUT:g} s")
+        return worker
+
+    def run_blocking(self, index: int, cell_id: str, timeout: float | None,
+                     cancelled: Callable[[], bool] | None = None) -> tuple[Outcome, bool]:
+        """Run one cell on this ready worker and wait for it: ``(outcome, alive)``, ``alive``
+        False if the worker is gone. ``cancelled``, checked every second, ends the cell early
+        (its worker killed) when it returns true: nobody wants the result any more."""
         self.submit(index, cell_id)
-        if not wait([self], timeout=timeout):
-            self.close(kill=True)
-            return ([], "error", _hang_message(timeout)), False
+        while not wait([self], timeout=_POLL):
+            if self.overdue(timeout, time.monotonic()):
+                self.close(kill=True)
+                return ([], "error", _hang_message(timeout)), False
+            if cancelled is not None and cancelled():
+                self.close(kill=True)
+                return ([], "interrupted", "the task was cancelled"), False
         message = self.receive()
         self.index = None
         if message is None:
-            return ([], "error", f"{death_reason(self.close(kill=True))} while running this cell"), False
+            reason, why = classify_exit(self.close(kill=True))
+            return ([], reason, f"{why} while running this cell"), False
         if message[0] == "fatal":
             self.close(kill=True)
-            raise UserError(f"a worker process could not run a cell: {message[1]}")
+            raise ExecutionError(f"a worker process could not run a cell: {message[1]}")
         return tuple(message[2:]), True
 
 
@@ -214,9 +286,11 @@ def run_local_pool(
     """Run ``cells[i]`` for ``i`` in ``pending`` on ``jobs`` worker processes.
 
     Each result goes to ``on_result`` as soon as it arrives. A worker that dies or exceeds
-    ``cell_timeout`` seconds on a cell is replaced and the cell recorded as ``error``.
-    Returns ``True`` if Ctrl-C stopped the run (the running cells then recorded as
-    ``interrupted``), ``False`` when every cell finished.
+    ``cell_timeout`` seconds on a cell is replaced and the cell recorded as ``error``, or as
+    ``worker_lost`` when a signal from outside killed it (:func:`classify_exit`); one that
+    dies while starting is replaced too (:meth:`CellWorker.successor`). Returns ``True`` if
+    Ctrl-C stopped the run (the running cells then recorded as ``interrupted``), ``False``
+    when every cell finished; an :class:`ExecutionError` if workers cannot run cells here.
     """
     queue = deque(pending)
     workers: list[CellWorker] = []
@@ -227,15 +301,16 @@ def run_local_pool(
                 if worker.ready and not worker.busy and queue:
                     index = queue.popleft()
                     worker.submit(index, cells[index].id)
-            for worker in wait(workers, timeout=1.0):
+            for worker in wait(workers, timeout=_POLL):
                 message = worker.receive()
                 if not worker.ready:
-                    worker.handle_startup(message)
+                    if not worker.handle_startup(message):
+                        workers[workers.index(worker)] = worker.successor()
                 elif message is None:
-                    reason = f"{death_reason(worker.close(kill=True))} while running this cell"
-                    _replace(workers, worker, bool(queue), payload, max_memory, on_result, cells, reason)
+                    reason, why = classify_exit(worker.close(kill=True))
+                    _replace(workers, worker, bool(queue), on_result, cells, reason, f"{why} while running this cell")
                 elif message[0] == "fatal":
-                    raise UserError(f"a worker process could not run a cell: {message[1]}")
+                    raise ExecutionError(f"a worker process could not run a cell: {message[1]}")
                 else:
                     _, index, records, stop_reason, error = message
                     worker.index = None
@@ -243,9 +318,9 @@ def run_local_pool(
             now = time.monotonic()
             for worker in [w for w in workers if w.overdue(cell_timeout, now)]:
                 if not worker.ready:
-                    raise UserError(f"a worker process did not start within {STARTUP_TIMEOUT:g} s")
+                    raise ExecutionError(f"a worker process did not start within {STARTUP_TIMEOUT:g} s")
                 worker.close(kill=True)
-                _replace(workers, worker, bool(queue), payload, max_memory, on_result, cells, _hang_message(cell_timeout))
+                _replace(workers, worker, bool(queue), on_result, cells, "error", _hang_message(cell_timeout))
         return False
     except KeyboardInterrupt:
         _collect_interrupted(workers, cells, on_result)
@@ -255,15 +330,16 @@ def run_local_pool(
             worker.close(kill=True)
 
 
-def _replace(workers, worker, needed: bool, payload, max_memory, on_result, cells, reason: str) -> None:
-    """Record the dead worker's cell as an error; put a fresh worker in its place if ``needed``."""
+def _replace(workers: list[CellWorker], worker: CellWorker, needed: bool, on_result, cells: list[Cell],
+             stop_reason: str, why: str) -> None:
+    """Record the dead worker's cell as ``stop_reason``; put a fresh worker in its place if ``needed``."""
     index = worker.index
     if needed:
-        workers[workers.index(worker)] = CellWorker(payload, max_memory)
+        workers[workers.index(worker)] = CellWorker(worker.payload, worker.max_memory)
     else:
         workers.remove(worker)
     if index is not None:
-        on_result(failed_result(cells[index], "error", reason))
+        on_result(failed_result(cells[index], stop_reason, why))
 
 
 def _collect_interrupted(workers: list[CellWorker], cells: list[Cell], on_result) -> None:
@@ -309,7 +385,8 @@ class _WorkerState:
 
 
 def _exit_with_parent() -> None:
-    """End this worker if its parent goes away (killed outright, or a dask worker shut down)."""
+    """End this worker if its parent goes away: the fallback where ``PR_SET_PDEATHSIG`` is not
+    available (this thread needs the GIL, so it cannot end a worker stuck in C code holding it)."""
     parent = os.getppid()
 
     def watch() -> None:
@@ -394,7 +471,8 @@ def _setup(payload: dict[str, Any], max_memory: int | None):
     return registry, cells, spec.limits
 
 
-if __name__ == "__main__":
+def worker_entry() -> None:
+    """The worker process's main program (started by :data:`_BOOTSTRAP`)."""
     try:
         sys.exit(_worker_main())
     except BrokenPipeError:  # the main process is gone: nobody is left to tell

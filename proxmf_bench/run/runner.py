@@ -15,7 +15,7 @@ import secrets
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from proxmf_bench.errors import UserError
+from proxmf_bench.errors import ExecutionError, UserError
 from proxmf_bench.plugin.data_files import check_root, use_data_dir
 from proxmf_bench.plugin.data_files import data_dir as resolve_data_dir
 from proxmf_bench.plugin.registry import Registry, load_registry
@@ -31,6 +31,7 @@ from proxmf_bench.plugin.selection import Variant
 from proxmf_bench.results.table import META_FILE, concat_frames, load_meta, write_meta, write_results
 from proxmf_bench.run import environment
 from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits
+from proxmf_bench.run.dask_backend import DEFAULT_TIMEOUT as DEFAULT_DASK_TIMEOUT
 from proxmf_bench.run.grid import GridSpec, explain_changes, manifest, parse_devices, parse_dtypes
 from proxmf_bench.run.interrupts import InterruptGuard
 from proxmf_bench.run.resources import MAX_SIZE, format_bytes, parse_size
@@ -69,7 +70,12 @@ class RunOptions:
       ``max_time``) or exceeds ``max_memory`` (bytes, or a size such as ``"4G"``) is recorded
       as ``error`` and the grid goes on.
     - ``backend="dask"`` sends the cells to the dask scheduler at ``scheduler``, or to a
-      local cluster of ``jobs`` workers (default: one per CPU) when no address is given.
+      local cluster of ``jobs`` workers (default: one per CPU) on 127.0.0.1 when no address
+      is given, with its dashboard at ``dashboard`` (an address, e.g. ``"127.0.0.1:8787"``)
+      if given. A cluster that cannot be reached, has no workers, or has workers that
+      cannot import proxmf-bench for ``dask_timeout`` seconds (default 30) stops the run
+      with an :class:`~proxmf_bench.errors.ExecutionError`, after the run directory is
+      written.
     - ``resume=RUN_DIR`` continues a run: finished cells are kept, the others run. Grid
       options not given are taken from ``RUN_DIR/grid.json``; given ones must describe the
       same grid, else a ``UserError`` explains what changed.
@@ -93,6 +99,8 @@ class RunOptions:
     scheduler: str | None = None
     cell_timeout: float | None = None
     max_memory: int | str | None = None
+    dask_timeout: float | None = None
+    dashboard: str | None = None
     plugin_files: Sequence[str | os.PathLike] = ()
     strict_plugins: bool = False
 
@@ -116,6 +124,8 @@ class Execution:
     scheduler: str | None
     cell_timeout: float | None
     max_memory: int | None
+    dask_timeout: float = DEFAULT_DASK_TIMEOUT
+    dashboard: str | None = None
 
     @property
     def parallel(self) -> bool:
@@ -132,6 +142,13 @@ class Execution:
             raise UserError("--scheduler needs --backend dask")
         if scheduler is not None and jobs is not None:
             raise UserError("--jobs sets the size of a local dask cluster; with --scheduler the cluster's workers decide")
+        dask_timeout, dashboard = options.dask_timeout, options.dashboard
+        if (dask_timeout is not None or dashboard is not None) and backend != "dask":
+            raise UserError("--dask-timeout and --dashboard need --backend dask")
+        if dask_timeout is not None and not 0 < dask_timeout < float("inf"):
+            raise UserError(f"--dask-timeout must be > 0 seconds and finite, got {dask_timeout}")
+        if dashboard is not None and scheduler is not None:
+            raise UserError("--dashboard is for the local cluster; a scheduler given with --scheduler serves its own")
         if cell_timeout is not None and not (cell_timeout > 0 and math.isfinite(cell_timeout)):
             raise UserError(f"--cell-timeout must be > 0 seconds and finite, got {cell_timeout}")
         try:
@@ -142,12 +159,15 @@ class Execution:
             raise UserError(f"--max-memory {options.max_memory} is {'below' if memory < MIN_WORKER_MEMORY else 'above'} "
                             f"what a worker process can run with: give {format_bytes(MIN_WORKER_MEMORY)} to 8 EiB "
                             f"(a worker holds about 300 MiB of libraries before its first cell)")
-        execution = cls(backend, jobs, scheduler, cell_timeout, memory)
+        execution = cls(backend, jobs, scheduler, cell_timeout, memory,
+                        DEFAULT_DASK_TIMEOUT if dask_timeout is None else dask_timeout, dashboard)
         if not execution.parallel and (cell_timeout is not None or memory is not None):
             raise UserError("--cell-timeout and --max-memory apply to worker processes: add --jobs N (or --backend dask)")
         if backend == "dask":
-            from proxmf_bench.run.dask_backend import import_dask
+            from proxmf_bench.run.dask_backend import check_scheduler_address, import_dask
 
+            if scheduler is not None:
+                check_scheduler_address(scheduler)
             import_dask()
         return execution
 
@@ -159,7 +179,8 @@ class RunOutput:
     ``signal`` is the signal that stopped an interrupted run (``SIGINT`` or ``SIGTERM``);
     ``warnings`` are problems found and worked around (a damaged cell file run again).
     ``failed_cells`` names each cell that ended in ``error`` (the CLI then exits with status
-    3), and ``errors`` gives each with its message.
+    3), and ``errors`` gives each with its message; ``lost`` describes the cells that ended in
+    ``worker_lost`` (the CLI then exits with status 75).
     """
 
     run_dir: Path
@@ -170,6 +191,7 @@ class RunOutput:
     failed_cells: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     signal: int | None = None
+    lost: list[str] = field(default_factory=list)
 
 
 def new_run_id() -> str:
@@ -214,7 +236,19 @@ def run_benchmark(
         with use_data_dir(options.data_dir):  # also seen by worker processes, through the environment
             with InterruptGuard():  # so that a dataset raising KeyboardInterrupt is not taken for Ctrl-C
                 preflight(plan.registry, plan.dataset_variants, 0)
-            return _execute(plan, observer_factory, command)
+            with _connect(plan) as cluster:  # before anything is written
+                return _execute(plan, observer_factory, command, cluster)
+
+
+def _connect(plan: _Plan):
+    """The dask cluster of a ``--backend dask`` run (a context manager), else a null one."""
+    execution = plan.execution
+    if execution.backend != "dask":
+        return nullcontext()
+    from proxmf_bench.run.dask_backend import DaskCluster
+
+    n_workers = execution.jobs or max(1, usable_cpus() // plan.spec.threads)
+    return DaskCluster(execution.scheduler, n_workers, execution.dask_timeout, execution.dashboard)
 
 
 def _plan(options: RunOptions, registry: Registry | None, held: ExitStack) -> _Plan:
@@ -303,8 +337,11 @@ class _Plan:
     history: list[dict[str, Any]]  # the sessions recorded in meta.json before this one
 
 
-def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> RunOutput:
-    """Run the cells that have no result yet, persisting each as it ends; write the run directory."""
+def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None, cluster) -> RunOutput:
+    """Run the cells that have no result yet, persisting each as it ends; write the run directory.
+
+    An :class:`ExecutionError` (the workers or the cluster failed) is raised again once the
+    run directory is written, with how to continue."""
     store, cells, spec = plan.store, plan.cells, plan.spec
     warnings: list[str] = []
     if plan.resuming:
@@ -334,6 +371,9 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> Ru
             observer.cell_finished(result)
 
     started = dt.datetime.now(dt.timezone.utc)
+    failure: ExecutionError | None = None
+    if cluster is not None and cluster.dashboard_link:
+        print(f"proxmf-bench: dask dashboard at {cluster.dashboard_link}", file=sys.stderr)
     with guard:
         try:
             try:
@@ -344,14 +384,19 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None) -> Ru
                                            observer=observer, on_result=persist).interrupted
                 else:
                     payload = {"registry": plan.registry.source, "grid": spec.to_dict(), "data_dir": plan.data_dir}
-                    interrupted = _run_parallel(plan.execution, payload, cells, pending, persist_and_show, spec.limits)
+                    interrupted = _run_parallel(plan.execution, cluster, payload, cells, pending, persist_and_show,
+                                                spec.limits)
             finally:
                 if observer is not None and hasattr(observer, "close"):
                     observer.close()
         except KeyboardInterrupt:
             interrupted = True
+        except ExecutionError as exc:
+            interrupted, failure = False, exc
         with guard.deferred():
-            output = _finish(plan, frames, len(ran), command, started, interrupted)
+            output = _finish(plan, frames, len(ran), command, started, interrupted, failure)
+    if failure is not None:
+        raise ExecutionError(f"{failure}; {resume_hint}") from None
     output.warnings = warnings
     output.interrupted = output.interrupted or guard.interrupted
     output.signal = guard.signum if output.interrupted else None
@@ -376,23 +421,19 @@ def _is_dir(path: Path) -> bool:
         raise path_error(path, exc, "use") from None
 
 
-def _run_parallel(execution: Execution, payload: dict[str, Any], cells: list[Cell], pending: list[int],
+def _run_parallel(execution: Execution, cluster, payload: dict[str, Any], cells: list[Cell], pending: list[int],
                   on_result: Callable[[CellResult], None], limits: Limits) -> bool:
     from proxmf_bench.run.isolation import default_cell_timeout, run_local_pool
 
     timeout = execution.cell_timeout or default_cell_timeout(limits.max_time)
-    if execution.backend == "dask":
-        from proxmf_bench.run.dask_backend import run_dask
-
-        return run_dask(payload, cells, pending, on_result, scheduler=execution.scheduler,
-                        n_workers=execution.jobs or max(1, usable_cpus() // payload["grid"]["threads"]),
-                        cell_timeout=timeout,
-                        max_memory=execution.max_memory)
+    if cluster is not None:
+        return cluster.run(payload, cells, pending, on_result, cell_timeout=timeout, max_memory=execution.max_memory)
     return run_local_pool(payload, cells, pending, execution.jobs, on_result, cell_timeout=timeout,
                           max_memory=execution.max_memory)
 
 
-def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, started, interrupted: bool) -> RunOutput:
+def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, started, interrupted: bool,
+            failure: ExecutionError | None = None) -> RunOutput:
     """Consolidate the cells into ``results.parquet`` and write ``meta.json``."""
     store, run_id, spec, cells, execution = plan.store, plan.run_id, plan.spec, plan.cells, plan.execution
     finished = dt.datetime.now(dt.timezone.utc)
@@ -404,6 +445,7 @@ def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, s
         "finished_at": finished.isoformat(),
         "cells_run": n_ran,
         "interrupted": interrupted,
+        "failure": None if failure is None else str(failure),
         "backend": execution.backend,
         "jobs": execution.jobs,
         "scheduler": execution.scheduler,
@@ -444,8 +486,9 @@ def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, s
         ["solver", "dataset", "device", "dtype", "seed"], sort=False).tail(1).sort_index()  # grid order
     failed = [(f"{r.solver} on {r.dataset} ({r.device}, {r.dtype}, seed {r.seed})", r.error)
               for r in last.itertuples() if r.stop_reason == "error"]
+    lost = [f"{r.solver} on {r.dataset}: {r.error}" for r in last.itertuples() if r.stop_reason == "worker_lost"]
     return RunOutput(store.run_dir, frame, meta, interrupted, [f"{cell}: {error}" for cell, error in failed],
-                     [cell for cell, _ in failed])
+                     [cell for cell, _ in failed], lost=lost)
 
 
 def _previous_sessions(run_dir: Path) -> list[dict[str, Any]]:

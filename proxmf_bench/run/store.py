@@ -31,7 +31,7 @@ import pandas as pd
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.results.table import atomic_write_bytes, read_tagged_frame, to_frame, write_frame
-from proxmf_bench.run.cells import Cell, CellResult
+from proxmf_bench.run.cells import RERUN_REASONS, Cell, CellResult
 from proxmf_bench.run.grid import check_manifest, dumps
 
 try:
@@ -204,8 +204,9 @@ class RunStore:
 
         A file that cannot be read, or whose content is not the cell its name says (under the
         same limits, schedule and thread count), is reported and its cell runs again. So is a
-        cell recorded as ``interrupted``. A cell path that is not a file (a directory) is an
-        error: the run could not write that cell.
+        cell that stopped for a reason outside it (``interrupted``, ``worker_lost``:
+        :data:`~proxmf_bench.run.cells.RERUN_REASONS`). A cell path that is not a file (a
+        directory) is an error: the run could not write that cell.
         """
         frames: dict[str, pd.DataFrame] = {}
         warnings: list[str] = []
@@ -224,7 +225,7 @@ class RunStore:
             if problem:
                 warnings.append(f"{problem}; the cell {cell.describe()} will run again")
                 continue
-            if (frame.stop_reason == "interrupted").any():
+            if frame.stop_reason.isin(RERUN_REASONS).any():
                 continue
             frame["solver"] = cell.solver.label
             frame["dataset"] = cell.dataset.label
