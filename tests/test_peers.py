@@ -48,7 +48,7 @@ def _tiny():
     registry = load_registry(use_entry_points=False)
     variant = select(TINY, registry.datasets, registry, "dataset")[0]
     problem = registry.get_dataset("synthetic").load(variant.params, 0, torch.device("cpu"), torch.float64)
-    return problem, initial_factors(problem, 0, key=variant.name + variant.params_json())
+    return problem, initial_factors(problem, 0)
 
 
 def _reference_losses(update, iters=20):

@@ -54,7 +54,7 @@ def test_pgm_uses_the_plugin_prox_from_the_command_line(plugin_file, tmp_path, c
     (data,) = select(dataset, registry.datasets, registry, "dataset")
     problem = registry.get_dataset("synthetic").load(data.params, 0, torch.device("cpu"), torch.float64)
     solver = registry.get_solver("pgm").factory(**variant.params)
-    solver.init(problem, *initial_factors(problem, 0, key=data.name + data.params_json()))
+    solver.init(problem, *initial_factors(problem, 0))
     for _ in range(20):
         solver.step()
     with_plugin = last.loc["pgm[prox_H=ridge_nonneg,lam_H=10]", "loss"]
