@@ -10,7 +10,8 @@ cell, in order.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -69,6 +70,59 @@ def parse_dtypes(text: str) -> list[str]:
     return out
 
 
+def parse_seeds(value: int | str | Sequence[int]) -> tuple[int, ...]:
+    """The seeds of ``--seeds``: a count ``N`` (seeds ``0..N-1``), a list ``0,3,7``, a range
+    ``10-19`` (both ends included), or a mix ``0,10-12``; a ``UserError`` for anything else.
+
+    A single number is a count (the seed ``5`` alone is ``5-5``). Seeds are nonnegative and
+    listed once each; a grid has at most :data:`MAX_CELLS` of them.
+    """
+    if isinstance(value, bool):
+        raise UserError(f"--seeds must be a count, a list or a range, got {value!r}")
+    if isinstance(value, int):
+        return _seed_count(value)
+    if not isinstance(value, str):
+        items = list(value)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise UserError(f"--seeds must be integers, got {items!r}")
+        return _distinct([*items], str(items))
+    text = value.strip()
+    if text.isdigit():
+        return _seed_count(int(text))
+    seeds: list[int] = []
+    for item in (t.strip() for t in text.split(",")):
+        low, dash, high = item.partition("-")
+        if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
+            raise UserError(f"--seeds {value!r} is not a count (5), a list (0,3,7) or a range (10-19): "
+                            f"cannot read {item!r}")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise UserError(f"--seeds range {item!r} ends before it starts")
+        if len(seeds) + last - first + 1 > MAX_CELLS:
+            raise UserError(f"--seeds {value!r} gives more than {MAX_CELLS:,} seeds")
+        seeds.extend(range(first, last + 1))
+    return _distinct(seeds, repr(value))
+
+
+def _seed_count(count: int) -> tuple[int, ...]:
+    if count < 1:
+        raise UserError(f"--seeds must be >= 1, got {count}")
+    if count > MAX_CELLS:
+        raise UserError(f"--seeds {count} is more than the {MAX_CELLS:,} seeds a grid may have")
+    return tuple(range(count))
+
+
+def _distinct(seeds: list[int], text: str) -> tuple[int, ...]:
+    if any(s < 0 for s in seeds):
+        raise UserError(f"--seeds {text}: seeds must be >= 0")
+    seen: set[int] = set()
+    for s in seeds:
+        if s in seen:
+            raise UserError(f"--seeds {text} lists the seed {s} twice")
+        seen.add(s)
+    return tuple(seeds)
+
+
 def build_cells(
     solvers: list[Variant], datasets: list[Variant], devices: list[str], dtypes: list[str], seeds: list[int]
 ) -> list[Cell]:
@@ -85,17 +139,22 @@ def build_cells(
 
 @dataclass(frozen=True)
 class GridSpec:
-    """Selections and settings of a run; :meth:`cells` resolves them against a registry."""
+    """Selections and settings of a run; :meth:`cells` resolves them against a registry.
+
+    ``seeds`` are the seeds themselves (a manifest written before lists were accepted holds
+    a count, read as ``0..N-1``); ``repeat`` is how many times each cell is timed.
+    """
 
     solvers: str
     datasets: str
     devices: tuple[str, ...]
     dtypes: tuple[str, ...]
-    seeds: int
-    max_iter: int
+    seeds: tuple[int, ...]
+    max_iter: int | None
     max_time: float | None
     tol: float | None
     threads: int
+    repeat: int = 1
 
     @property
     def limits(self) -> Limits:
@@ -109,24 +168,25 @@ class GridSpec:
     def cells(self, registry: Registry, variants: tuple[list[Variant], list[Variant]] | None = None) -> list[Cell]:
         """Every cell of the grid, in execution order (``variants``: from :meth:`variants`)."""
         solvers, datasets = variants if variants is not None else self.variants(registry)
-        count = len(solvers) * len(datasets) * len(self.devices) * len(self.dtypes) * self.seeds
+        count = len(solvers) * len(datasets) * len(self.devices) * len(self.dtypes) * len(self.seeds)
         if count > MAX_CELLS:
             raise UserError(
                 f"the grid has {count:,} cells ({len(solvers)} solver variants x {len(datasets)} datasets x "
-                f"{len(self.devices)} devices x {len(self.dtypes)} dtypes x {self.seeds} seeds); "
+                f"{len(self.devices)} devices x {len(self.dtypes)} dtypes x {len(self.seeds)} seeds); "
                 f"at most {MAX_CELLS:,} are allowed in one run"
             )
-        return build_cells(solvers, datasets, list(self.devices), list(self.dtypes), list(range(self.seeds)))
+        return build_cells(solvers, datasets, list(self.devices), list(self.dtypes), list(self.seeds))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["devices"], out["dtypes"] = list(self.devices), list(self.dtypes)
+        out["devices"], out["dtypes"], out["seeds"] = list(self.devices), list(self.dtypes), list(self.seeds)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GridSpec:
-        values = {f.name: data[f.name] for f in fields(cls)}
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data or f.default is MISSING}
         values["devices"], values["dtypes"] = tuple(values["devices"]), tuple(values["dtypes"])
+        values["seeds"] = parse_seeds(values["seeds"])
         return cls(**values)
 
 
@@ -170,10 +230,10 @@ def explain_changes(saved: dict[str, Any], spec: GridSpec, cells: list[Cell]) ->
     """``None`` if ``spec``/``cells`` are the grid of the manifest ``saved``, else why not."""
     old = GridSpec.from_dict(saved["grid"])
     reasons = []
-    for name in ("max_iter", "max_time", "tol", "threads"):
+    for name in ("max_iter", "max_time", "tol", "threads", "repeat"):
         before, after = getattr(old, name), getattr(spec, name)
         if before != after:
-            reasons.append(f"{name.replace('_', '-')} {before} -> {after}")
+            reasons.append(f"{name.replace('_', '-')} {_setting(before)} -> {_setting(after)}")
     old_cells = {c["id"]: c for c in saved["cells"]}
     new_cells = {c.id: _brief(c) for c in cells}
     added = [new_cells[i] for i in new_cells if i not in old_cells]
@@ -185,6 +245,10 @@ def explain_changes(saved: dict[str, Any], spec: GridSpec, cells: list[Cell]) ->
     if (added or removed) and all(getattr(old, f) == getattr(spec, f) for f in ("solvers", "datasets", "devices", "dtypes", "seeds")):
         reasons.append("the selection is unchanged, so the plugins or their default grids changed")
     return ", ".join(reasons) or None
+
+
+def _setting(value: Any) -> str:
+    return "none" if value is None else str(value)
 
 
 def _show(brief: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from proxmf_bench.errors import DataError, UserError, describe_exception
 from proxmf_bench.plugin.registry import Registry
 from proxmf_bench.plugin.selection import Variant
 from proxmf_bench.problem.problem import Problem
-from proxmf_bench.problem.start import StartingPoint, initial_factors
+from proxmf_bench.problem.start import DataFingerprint, StartingPoint, data_fingerprint, initial_factors
 from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits, failed_result
 from proxmf_bench.run.grid import DTYPES
 from proxmf_bench.run.harness import Interrupted, run_cell
@@ -55,18 +55,20 @@ class ProblemCache:
         self.key: tuple | None = None
         self.problem: Problem | None = None
         self.start: StartingPoint | None = None
+        self.fingerprint: DataFingerprint | None = None
         self.error = ""
 
     def load(self, cell: Cell) -> tuple[Problem | None, str]:
         """``(problem, "")``, or ``(None, reason)`` when the dataset failed to load."""
         key = (cell.dataset, cell.seed, cell.device, cell.dtype)
         if key != self.key:
-            self.key, self.problem, self.start, self.error = key, None, None, ""
+            self.key, self.problem, self.start, self.fingerprint, self.error = key, None, None, None, ""
             try:
                 spec = self.registry.get_dataset(cell.dataset.name)
                 problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
-                W0, H0 = initial_factors(problem, cell.seed, key=cell.dataset.name + cell.dataset.params_json())
-                self.problem, self.start = problem, StartingPoint(problem, W0, H0)
+                fingerprint = data_fingerprint(problem)
+                W0, H0 = initial_factors(problem, cell.seed, fingerprint)
+                self.problem, self.start, self.fingerprint = problem, StartingPoint(problem, W0, H0), fingerprint
             except Exception as exc:  # recorded per cell; the rest of the grid goes on
                 self.error = f"loading dataset failed: {describe_exception(exc)}"
         return self.problem, self.error
@@ -79,8 +81,11 @@ def run_grid_cell(
     schedule: RecordSchedule,
     cache: ProblemCache,
     observer: CellObserver | None = None,
+    repeat: int = 1,
 ) -> CellResult:
-    """Run one cell of a grid: load (or reuse) its problem, then :func:`run_cell`.
+    """Run one cell of a grid: load (or reuse) its problem, then :func:`run_cell` with the
+    objective the solver declares, and the problem key (:meth:`Cell.problem_key`), objective
+    name and, where no objective value is known, why, recorded with every point.
 
     Raises :class:`~proxmf_bench.run.harness.Interrupted` (carrying the partial result) on
     Ctrl-C inside the solver loop.
@@ -91,8 +96,13 @@ def run_grid_cell(
         if observer is not None:
             observer.cell_finished(result)
         return result
-    factory = registry.get_solver(cell.solver.name).factory
-    return run_cell(factory, cell, problem, *cache.start.copies(), limits, schedule, observer, cache.start)
+    spec = registry.get_solver(cell.solver.name)
+    objective = spec.objective_for(cell.solver.params)
+    name = objective.name(problem.fixed_W)
+    labels = {"problem": cell.problem_key(name), "objective_name": name,
+              "objective_note": objective.note(problem.fixed_W)}
+    return run_cell(spec.factory, cell, problem, cache.start.W0, cache.start.H0, limits, schedule, observer,
+                    cache.start, objective=objective, labels=labels, repeat=repeat)
 
 
 def run_grid(
@@ -102,11 +112,13 @@ def run_grid(
     schedule: RecordSchedule | None = None,
     observer: CellObserver | None = None,
     on_result: Callable[[CellResult], None] | None = None,
+    repeat: int = 1,
 ) -> GridRun:
     """Run ``cells`` in order in this process; Ctrl-C stops the grid and keeps what finished.
 
     ``on_result``, if given, is called with each result as soon as its cell finishes (the
-    runner persists it there), including the partial result of an interrupted cell.
+    runner persists it there), including the partial result of an interrupted cell. Each
+    cell is timed ``repeat`` times (see :mod:`proxmf_bench.run.harness`).
     """
     schedule = schedule or RecordSchedule()
     cache = ProblemCache(registry)
@@ -121,7 +133,7 @@ def run_grid(
         try:
             if observer is not None:
                 observer.cell_started(cell, index, len(cells))
-            result = run_grid_cell(registry, cell, limits, schedule, cache, observer)
+            result = run_grid_cell(registry, cell, limits, schedule, cache, observer, repeat)
         except Interrupted as stop:
             finish(stop.result)
             return GridRun(results, interrupted=True)
