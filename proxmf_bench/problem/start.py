@@ -34,8 +34,9 @@ def data_fingerprint(problem: Problem) -> DataFingerprint:
     """Digest (BLAKE2b) of the shape, rank, NMF/NNLS mode and values of ``Y`` (and of the
     fixed ``W_true`` of an NNLS problem), and ``mean(|Y|)``.
 
-    ``Y`` is read in column blocks, each rounded to float32 and moved to the CPU: float64 data
-    and its float32 copy give the same bytes (rounding a float32 value to float32 changes
+    ``Y`` is read in column blocks, each rounded to float32, moved to the CPU and hashed column
+    after column (so the digest is that of ``Y`` in column-major order, whatever the block
+    size or the memory layout): float64 data and its float32 copy give the same bytes (rounding a float32 value to float32 changes
     nothing), and so do CPU and GPU copies. Memory: one block. The mean is accumulated in
     float64 from the same rounded values, so it is the same for both dtypes too.
     """
@@ -46,7 +47,8 @@ def data_fingerprint(problem: Problem) -> DataFingerprint:
     total = 0.0
     columns = max(1, _FINGERPRINT_BLOCK // max(1, m))
     for j in range(0, n, columns):
-        block = Y[:, j : j + columns].detach().to(device="cpu", dtype=torch.float32).contiguous()
+        # column after column: the bytes hashed do not depend on the block size or the layout
+        block = Y[:, j : j + columns].detach().to(device="cpu", dtype=torch.float32).T.contiguous()
         digest.update(block.numpy().tobytes())
         total += float(block.abs().sum(dtype=torch.float64))
     if problem.fixed_W:  # W_true is part of an NNLS problem

@@ -11,6 +11,7 @@ and ``f_star.csv``, the table given with ``run --f-star``.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import os
@@ -40,22 +41,29 @@ def read_f_star(path: str | os.PathLike) -> pd.DataFrame:
         raise UserError(f"{where} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{where} cannot be read: {exc}") from None
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype={"problem": "string", "source": "string"})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise UserError(f"{where} is not a CSV table: {' '.join(str(exc).split())[:200]}") from None
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]  # blank lines are skipped
+    if not rows:
+        raise UserError(f"{where} is empty (a header 'problem,f_star' is needed)")
+    header = [name.strip() for name in rows[0]]
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise UserError(f"{where}, row {number}: {len(row)} fields where the header has {len(header)}; "
+                            "problem keys hold commas and quotes, so quote them as CSV does "
+                            "('proxmf-bench reference --out' writes such a table)")
+    frame = pd.DataFrame(rows[1:], columns=header, dtype="string")
     missing = [c for c in ("problem", "f_star") if c not in frame.columns]
     if missing:
         raise UserError(f"{where} lacks the column(s) {', '.join(missing)} (a header 'problem,f_star' is needed)")
     if frame.empty:
         raise UserError(f"{where} has no rows")
-    values = pd.to_numeric(frame["f_star"], errors="coerce")
-    bad = frame.index[~values.map(lambda v: isinstance(v, float) and math.isfinite(v))]
+    values = pd.to_numeric(frame["f_star"].astype(object), errors="coerce").astype("float64")
+    bad = frame.index[~values.map(math.isfinite)]
     if len(bad):
         row = bad[0]
-        raise UserError(f"{where}, line {row + 2}: f_star {frame['f_star'].iloc[row]!r} is not a finite number")
-    if frame["problem"].isna().any():
-        raise UserError(f"{where}, line {int(frame.index[frame['problem'].isna()][0]) + 2}: the problem key is empty")
+        raise UserError(f"{where}, row {row + 2}: f_star {frame['f_star'].iloc[row]!r} is not a finite number")
+    empty = frame.index[frame["problem"].str.strip() == ""]
+    if len(empty):
+        raise UserError(f"{where}, row {empty[0] + 2}: the problem key is empty")
     source = frame["source"] if "source" in frame.columns else pd.Series(pd.NA, index=frame.index, dtype="string")
     table = pd.DataFrame({"problem": frame["problem"].astype("string"), "f_star": values.astype("float64"),
                           "source": source.fillna(f"file {path.name}").astype("string")})
