@@ -73,3 +73,16 @@ def test_floor_loops_compute_the_solvers_iterates(name):
     W, H = solver.factors()
     Wb, Hb = floor.BARE[name](problem.Y, W0.clone(), H0.clone(), 5)
     assert torch.allclose(W, Wb, rtol=1e-10) and torch.allclose(H, Hb, rtol=1e-10)
+
+
+continuation = _script("peer_continuation")
+
+
+def test_peer_continuation_script_compares_chained_calls_with_one_call(registry):
+    pytest.importorskip("sklearn")
+    variant = floor.select_solver(registry, "sklearn_cd")
+    factory = registry.get_solver("sklearn_cd").factory
+    problem = Problem(Y=torch.rand(30, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64), rank=3)
+    W0, H0 = initial_factors(problem, 0)
+    assert continuation.same_iterates(factory(**variant.params), problem, W0, H0, 30) == 0.0
+    assert continuation.restarted(factory).continues is False and factory.continues is True

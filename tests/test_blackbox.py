@@ -176,3 +176,28 @@ def test_max_time_of_a_continued_solver_reads_the_cumulative_time(counting, tmp_
                         out=tmp_path)
     last = out.frame.iloc[-1]
     assert last.stop_reason == "max_time" and last.iteration == 16 and last.time_s == 16.0
+
+
+class SetUpCost(ContinuedMU):
+    """A continued solver whose every call also pays a fixed set-up of 5 units."""
+
+    def solve(self, problem, W0, H0, n_iter):
+        harness.clock.now += 5.0
+        return super().solve(problem, W0, H0, n_iter)
+
+
+def test_the_fixed_cost_of_each_call_is_counted_once(counting, tmp_path):
+    counting.solvers["setup"] = SolverSpec(name="setup", factory=SetUpCost)
+    out = run_benchmark(solvers="setup", datasets=SMALL, max_iter=40, registry=counting, out=tmp_path)
+    rows = out.frame.sort_values("iteration")
+    # one call of k iterations would take 5 + k: the set-up of the later calls is not added up
+    assert rows.time_s.tolist() == [0.0] + [5.0 + k for k in rows.iteration.iloc[1:]]
+
+
+def test_call_overhead_is_the_intercept_of_a_robust_line():
+    budgets = [1, 1, 1, 2, 3, 5, 8, 13]
+    durations = [0.5 + 0.1 * b for b in budgets]
+    durations[3] = 9.0  # one call disturbed by something else
+    assert harness.call_overhead(budgets, durations) == pytest.approx(0.5)
+    assert harness.call_overhead([4, 4], [1.0, 1.2]) == 0.0
+    assert harness.call_overhead([1, 2], [1.0, 1.0]) == 1.0  # never above the shortest call

@@ -178,7 +178,7 @@ def test_continued_peers_have_a_cumulative_monotone_time_axis(runs, tmp_path):
     out = run_benchmark(solvers="sklearn_cd,sklearn_mu", datasets=TINY, max_iter=60, out=tmp_path)
     for _, rows in out.frame.groupby("solver"):
         times = rows.sort_values("iteration").time_s.to_numpy()
-        assert np.all(np.diff(times) > 0)
+        assert np.all(np.diff(times) >= 0) and times[-1] > times[1] > 0
     # continuation changes the timing, not the iterates: the losses of the 20-iteration run
     cd = out.frame[out.frame.solver == "sklearn_cd"].set_index("iteration").loss
     common = cd.index.intersection(runs["sklearn_cd"].index)

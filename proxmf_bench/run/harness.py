@@ -9,10 +9,11 @@ region, at the iterations of a geometric :class:`~proxmf_bench.run.schedule.Reco
 evaluated when the cell ends (:class:`~proxmf_bench.problem.metrics.DeferredMetrics`).
 
 **Warm-up.** Before the timed run, a solver built the same way runs ``init`` and
-:data:`WARMUP_STEPS` steps on the problem, untimed, and is discarded: first calls pay for lazy
-imports, loading LAPACK, CUDA kernel selection and growing memory pools, which the timed run
-must not count. A warm-up that fails is ignored (the timed run fails the same way, where it
-is recorded).
+:data:`WARMUP_STEPS` step on the problem, untimed, and is discarded: first calls pay for lazy
+imports, loading LAPACK, CUDA kernel selection and growing memory pools (the timed run reuses
+the blocks the warm-up freed), which the timed run must not count. Only what is timed is
+warmed up (no loss is evaluated); it costs one iteration of wall time per cell. A warm-up
+that fails is ignored (the timed run fails the same way, where it is recorded).
 
 **Repeats.** With ``repeat=K`` the cell is run ``K`` times from the same start. The first run
 decides where it stops (its stopping rules); the others run exactly as many iterations. Each
@@ -24,7 +25,10 @@ Solvers without a per-iteration API (:class:`~proxmf_bench.solve.blackbox.BlackB
 are sampled with growing budgets instead: for each iteration ``k`` of the record schedule
 ``solve`` is called again. A solver that declares ``continues = True`` continues from the
 factors of its previous call for ``k - k_previous`` more iterations (giving the iterates of
-one long run); its ``time_s`` is the sum of its calls' durations, like a stepped solver's.
+one long run); its ``time_s`` is the sum of its calls' durations, like a stepped solver's,
+less the library's fixed cost per call for every call after the first (:func:`call_overhead`,
+fitted on the run's own calls), so that it estimates the duration of one call of ``k``
+iterations.
 Any other one restarts from the shared initial factors with budget ``k``, and ``time_s`` is
 that call's duration, the time the solver needs to reach ``k`` from scratch; as such
 durations are noisy, each time column is then made non-decreasing over budgets by a running
@@ -59,7 +63,7 @@ from proxmf_bench.solve.blackbox import BlackBoxSolver, continues, is_black_box
 clock = time.perf_counter  # module-level so that tests can drive the clock
 
 # Untimed iterations before the timed run (see the module docstring).
-WARMUP_STEPS = 2
+WARMUP_STEPS = 1
 
 # (iteration, solver time, loss) of one record point of one run
 Point = tuple[int, float, float]
@@ -239,14 +243,16 @@ def _step(
 
 
 def _warm_up(build: Callable[[], Any], problem: Problem, W0: torch.Tensor, H0: torch.Tensor, limits: Limits) -> None:
-    """``init`` and :data:`WARMUP_STEPS` steps of a throw-away solver, and its loss (untimed)."""
+    """``init`` and :data:`WARMUP_STEPS` steps of a throw-away solver (untimed)."""
     steps = WARMUP_STEPS if limits.max_iter is None else min(WARMUP_STEPS, limits.max_iter)
     try:
         solver = build()
         solver.init(problem, W0.clone(), H0.clone())
         for _ in range(steps):
             solver.step()
-        loss_function(solver, problem)(*solver.factors())
+        sync = synchronizer(problem.device)
+        if sync is not None:
+            sync()
     except Exception:  # the timed run fails the same way, and is recorded there
         pass
 
@@ -364,18 +370,35 @@ def _sample_black_box(
             recorder.merge_times(runs, monotone=not continues(solver))
 
 
+def call_overhead(budgets: list[int], durations: list[float]) -> float:
+    """The fixed cost of one call of a black-box solver (input checks, set-up), from the calls of
+    a run: the intercept of the Theil-Sen line ``duration = c + t * budget`` (the median of the
+    slopes between pairs of calls, then the median of ``duration - t * budget``), robust to the
+    odd slow call; 0 when the calls cannot tell (all budgets equal), never above the shortest call."""
+    slopes = [(durations[j] - durations[i]) / (budgets[j] - budgets[i])
+              for i in range(len(budgets)) for j in range(i + 1, len(budgets)) if budgets[j] != budgets[i]]
+    if not slopes:
+        return 0.0
+    slope = statistics.median(slopes)
+    intercept = statistics.median(d - slope * b for b, d in zip(budgets, durations))
+    return min(max(intercept, 0.0), min(durations))
+
+
 def _sampled_run(
     solver: BlackBoxSolver, problem: Problem, W0: torch.Tensor, H0: torch.Tensor, loss0: float, limits: Limits,
     schedule: RecordSchedule, seed: int, record: Callable[..., None], position: list,
 ) -> tuple[str, list[Point], tuple[torch.Tensor, torch.Tensor]]:
     """One sampled run of a black-box solver (see the module docstring); returns what
-    :func:`_timed_steps` does."""
+    :func:`_timed_steps` does. A continued solver's points carry the sum of its calls'
+    durations less the fixed cost per call (:func:`call_overhead`, fitted on this run's calls)
+    for every call after the first; the record callback and ``max_time`` see the plain sum."""
     points: list[Point] = [(0, 0.0, loss0)]
     record(0, 0.0, W0, H0, loss0)
     sync = synchronizer(problem.device) or (lambda: None)
     resume = continues(solver)
     max_iter = math.inf if limits.max_iter is None else limits.max_iter
     budget, done, total, loss = 0, 0, 0.0, loss0
+    calls: list[tuple[int, float]] = []  # (iterations, duration) of each call
     W, H = W0, H0
     stop = "max_iter"
     if resume:
@@ -394,6 +417,7 @@ def _sampled_run(
             sync()
             duration = clock() - tic
             total = total + duration if resume else duration
+            calls.append((budget - done, duration))
             done = budget
             W = W.to(device=problem.device, dtype=problem.dtype)
             H = H.to(device=problem.device, dtype=problem.dtype)
@@ -407,6 +431,11 @@ def _sampled_run(
             if limits.max_time is not None and total >= limits.max_time:
                 stop = "max_time"
                 break
+        if resume and len(calls) > 1:
+            # the first call's fixed cost is the run's own (a single long call pays it too);
+            # the others' are an artefact of sampling the run in calls
+            overhead = call_overhead(*map(list, zip(*calls)))
+            points = [*points[:2], *((k, t - overhead * i, loss) for i, (k, t, loss) in enumerate(points[2:], start=1))]
         return stop, points, (W.detach().clone(), H.detach().clone())
     finally:
         position[0], position[1] = budget, total  # a failed call: the budget it was asked for

@@ -15,7 +15,12 @@ the record schedule. Two ways, chosen by the solver:
   iterates of one call with the summed budget (true of every library whose iterations keep no
   state beyond the factors: scikit-learn with ``init="custom"``, tensorly, torchnmf; the
   peers' tests check it). ``time_s`` for ``k`` is the sum of the calls' durations, like a
-  stepped solver's cumulative time, and the cell costs about one long call in wall time.
+  stepped solver's cumulative time, less the library's fixed cost per call (input checks,
+  set-up; the intercept of a robust line fitted to the durations of the run's calls against
+  their budgets) for every call after the first: it estimates one call of ``k`` iterations
+  instead of counting that cost once per record point. ``max_time`` reads the plain sum, so
+  such a run may stop slightly before its recorded time reaches the limit. The cell costs
+  about one long call in wall time.
 - **restarted** (the default): each call starts from the shared initial factors with budget
   ``k``, as benchopt samples black-box solvers, and ``time_s`` is that call's duration, the
   time the solver needs to reach ``k`` from scratch. Such durations are noisy from call to
