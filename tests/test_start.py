@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import cuda
 from proxmf_bench import run_benchmark
 from proxmf_bench.plugin.selection import select
 from proxmf_bench.problem import start
@@ -60,3 +61,12 @@ def test_the_fingerprint_covers_what_defines_the_problem(registry):
     other_W = Problem(Y=problem.Y, rank=problem.rank, W_true=problem.W_true * 2, H_true=problem.H_true, fixed_W=True)
     assert data_fingerprint(problem) != data_fingerprint(other_W)
     assert data_fingerprint(Problem(Y=problem.Y, rank=4)) != data_fingerprint(Problem(Y=problem.Y, rank=5))
+
+
+@cuda
+def test_cpu_and_gpu_copies_start_alike(registry):
+    cpu = _load(registry, "synthetic[m=40,n=30,rank=4]", torch.float32)
+    gpu = cpu.to("cuda", torch.float32)
+    assert data_fingerprint(gpu) == data_fingerprint(cpu)
+    for X, Z in zip(initial_factors(cpu, 1), initial_factors(gpu, 1)):
+        assert Z.is_cuda and torch.equal(X, Z.cpu())

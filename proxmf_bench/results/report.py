@@ -19,9 +19,9 @@ import math
 import os
 import re
 import shlex
-from importlib.metadata import PackageNotFoundError, version
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd

@@ -434,8 +434,9 @@ def _sampled_run(
         if resume and len(calls) > 1:
             # the first call's fixed cost is the run's own (a single long call pays it too);
             # the others' are an artefact of sampling the run in calls
-            overhead = call_overhead(*map(list, zip(*calls)))
-            points = [*points[:2], *((k, t - overhead * i, loss) for i, (k, t, loss) in enumerate(points[2:], start=1))]
+            budgets, durations = zip(*calls)
+            overhead = call_overhead(list(budgets), list(durations))
+            points = [*points[:2], *((k, t - overhead * i, f) for i, (k, t, f) in enumerate(points[2:], start=1))]
         return stop, points, (W.detach().clone(), H.detach().clone())
     finally:
         position[0], position[1] = budget, total  # a failed call: the budget it was asked for

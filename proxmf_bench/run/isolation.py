@@ -369,8 +369,8 @@ def _worker_main() -> int:
 def _setup(payload: dict[str, Any], max_memory: int | None):
     import torch
 
-    from proxmf_bench.plugin.registry import load_registry
     from proxmf_bench.plugin.data_files import ENV_DATA
+    from proxmf_bench.plugin.registry import load_registry
     from proxmf_bench.run.grid import GridSpec
 
     spec = GridSpec.from_dict(payload["grid"])

@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 
 from proxmf_bench.errors import UserError
-from proxmf_bench.plugin.registry import Registry, load_registry
-from proxmf_bench.plugin.selection import Variant
 from proxmf_bench.plugin.data_files import check_root, use_data_dir
 from proxmf_bench.plugin.data_files import data_dir as resolve_data_dir
+from proxmf_bench.plugin.registry import Registry, load_registry
+from proxmf_bench.plugin.selection import Variant
 from proxmf_bench.results.f_star import REFERENCE_FILE, USER_F_STAR_FILE, read_f_star, write_f_star
 from proxmf_bench.results.table import META_FILE, concat_frames, load_meta, write_meta, write_results
 from proxmf_bench.run import environment
