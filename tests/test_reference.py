@@ -224,7 +224,7 @@ def test_run_f_star_is_saved_with_the_run(registry, tmp_path, capsys):
     second = tmp_path / "b"
     assert main(["run", "--solvers", "mu", "--datasets", SMALL, "--max-iter", "5", "--out", str(second),
                  "--f-star", str(table), "--report"]) == 0
-    assert pd.read_csv(second / "f_star.csv")["source"].tolist() == ["a paper"]
+    assert pd.read_csv(second / "known_f_star.csv")["source"].tolist() == ["a paper"]
     assert "a paper" in (second / "report.html").read_text()
 
 

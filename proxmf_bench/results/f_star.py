@@ -6,7 +6,7 @@ optionally ``source`` (where the value comes from; default: the file's name). Ot
 are ignored, so a table written by ``proxmf-bench reference --out FILE`` can be edited and
 given back with ``--f-star FILE``. A run directory may hold two: ``reference.csv``, the
 reference optima of its problems (``run --reference``, ``proxmf-bench reference RUN_DIR``),
-and ``f_star.csv``, the table given with ``run --f-star``.
+and ``known_f_star.csv``, the table given with ``run --f-star``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from proxmf_bench.errors import UserError
 from proxmf_bench.results.table import atomic_write_bytes
 
 REFERENCE_FILE = "reference.csv"
-USER_F_STAR_FILE = "f_star.csv"
+USER_F_STAR_FILE = "known_f_star.csv"
 COLUMNS = ("problem", "f_star", "source")
 
 
@@ -81,7 +81,7 @@ def write_f_star(path: Path, table: pd.DataFrame) -> Path:
 
 
 def run_f_star(run_dir: str | os.PathLike) -> pd.DataFrame | None:
-    """The known optima saved in a run directory (``reference.csv``, ``f_star.csv``), or ``None``."""
+    """The known optima saved in a run directory (``reference.csv``, ``known_f_star.csv``), or ``None``."""
     tables = [read_f_star(Path(run_dir) / name) for name in (REFERENCE_FILE, USER_F_STAR_FILE)
               if (Path(run_dir) / name).is_file()]
     return pd.concat(tables, ignore_index=True) if tables else None
