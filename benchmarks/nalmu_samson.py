@@ -81,7 +81,7 @@ def evaluate(factory, params: dict, test, inits: int, checkpoints: list[int]) ->
     runs = len(test) * inits
     for index, (patch, _) in enumerate(test):
         for start in range(inits):
-            W0, H0 = initial_factors(patch, index * 100 + start, key="samson-test")
+            W0, H0 = initial_factors(patch, index * 100 + start)
             algo = factory(**params)
             algo.init(patch, W0, H0)
             for k in range(1, max(checkpoints) + 1):
@@ -95,8 +95,8 @@ def train(problem, train_patches, val_patches, args, out: Path):
     from proxmf_bench.nalmu.model import NALMU, NALMUConfig, save_weights
     from proxmf_bench.nalmu.train import TrainSettings, fit, make_example
 
-    def make(parts, tag):  # every patch with args.inits different starting points
-        return [make_example(p, i * 100 + j, f"samson-{tag}", src) for i, (p, src) in enumerate(parts)
+    def make(parts):  # every patch with args.inits different starting points
+        return [make_example(p, i * 100 + j, src) for i, (p, src) in enumerate(parts)
                 for j in range(args.inits)]
 
     config = NALMUConfig(layers=LAYERS, rank=problem.rank, m=problem.shape[0], shape=args.shape,
@@ -104,7 +104,7 @@ def train(problem, train_patches, val_patches, args, out: Path):
     model = NALMU(config)
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch, lr=args.lr, optimizer="adamw",
                              nu=args.nu, loss_W=args.loss_W, loss_H=args.loss_H)
-    result = fit(model, make(train_patches, "train"), make(val_patches, "val"), settings)
+    result = fit(model, make(train_patches), make(val_patches), settings)
     path = save_weights(out, model, {"data": "Samson.mat pixel patches", "training": vars(args) | {"out": str(out)}})
     return path, result
 

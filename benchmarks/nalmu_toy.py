@@ -42,7 +42,7 @@ def held_out_errors(registry, solver: str, init: str, seeds: list[int], checkpoi
     totals = {k: {"sq_err_H": 0.0, "loss": 0.0} for k in checkpoints}
     for seed in seeds:
         problem = spec.load(data.params, seed, torch.device("cpu"), torch.float64)
-        W0, H0 = initial_factors(problem, seed, key=data.name + data.params_json())
+        W0, H0 = initial_factors(problem, seed)
         if init == "ones":
             H0 = torch.ones_like(H0)
         algo = factory(**variant.params)

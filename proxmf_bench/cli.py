@@ -73,10 +73,15 @@ exit status:
 """
 
 REPORT_EPILOG = """\
-figures per problem (a dataset in one dtype; devices and runs overlaid):
-  loss and (f - f*)/f* against iterations and solver time, f* the best loss any solver
-  reached on each seed; ground-truth metrics against time; time to reach 1e-2, 1e-4, 1e-6;
-  a summary table (final loss, time per iteration, iterations, stop reasons, errors)
+sections per dataset in one dtype (devices and runs overlaid), figures per objective:
+  the objective F = loss + penalties (the loss for the nonnegative problem) and (F - f*)/f*
+  against iterations and solver time; time to reach 1e-2, 1e-4, 1e-6; ground-truth metrics
+  against time; a summary table (final loss and objective, time per iteration, iterations,
+  stop reasons, errors) and the time to each tolerance per seed (with the range over
+  --repeat timings). f* of each problem (dataset, dtype, seed, objective) is the lowest of
+  its reference optimum (saved by 'run --reference' or 'reference RUN_DIR'), --f-star, and
+  the best objective of the runs shown; its source is stated on each figure and in
+  figures/f_star.csv.
 
 examples:
   proxmf-bench report results/20250101-120000-ab12
@@ -107,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_parser()
-    for add in (_add_run, _add_list, _add_plugins, _add_check, _add_data, _add_report, _add_train):
+    for add in (_add_run, _add_reference, _add_list, _add_plugins, _add_check, _add_data, _add_report, _add_train):
         add(sub, common)
     return parser
 
@@ -126,15 +131,22 @@ def _add_run(sub, common: argparse.ArgumentParser) -> None:
                                         "file[path=FILE,rank=R] (.npy .npz .csv .tsv .mat .mtx .parquet)")
     run.add_argument("--devices", help="comma-separated: cpu, cuda, cuda:N (default: cpu)")
     run.add_argument("--dtypes", help="comma-separated: float32, float64 (default: float64)")
-    run.add_argument("--seeds", type=int, metavar="N", help="run seeds 0..N-1 (default: 1)")
-    run.add_argument("--max-iter", type=int, metavar="K", help="iterations per run (default: 200)")
+    run.add_argument("--seeds", metavar="SEEDS",
+                     help="N (seeds 0..N-1), a list 0,3,7, a range 10-19, or a mix 0,10-12; the seed of each "
+                          "run is recorded (default: 1, i.e. seed 0)")
+    run.add_argument("--max-iter", type=int, metavar="K",
+                     help="iterations per run (default: 200, or no cap when --max-time is given)")
     run.add_argument("--max-time", type=float, default=None, metavar="SECONDS",
-                     help="solver-time limit per run, overshoot at most one iteration")
+                     help="solver-time limit per run, overshoot at most one iteration; alone (without "
+                          "--max-iter) it is the only limit")
     run.add_argument("--tol", type=float, default=None,
                      help="stop when the relative loss change of one iteration falls to TOL "
                           "(the loss is then evaluated every iteration, outside the clock)")
     run.add_argument("--threads", type=int, metavar="N",
                      help="torch threads per run, recorded with the results (default: 1)")
+    run.add_argument("--repeat", type=int, metavar="K",
+                     help="time every run K times (after an untimed warm-up); the iterates must be identical, "
+                          "time_s is the median of the K timings, time_s_min/time_s_max their range (default: 1)")
     run.add_argument("--out", default=None, metavar="DIR", help="run directory (default: results/<run-id>)")
     run.add_argument("--data-dir", default=None, metavar="DIR",
                      help="where datasets read their files (default: $PROXMF_BENCH_DATA, "
@@ -143,6 +155,15 @@ def _add_run(sub, common: argparse.ArgumentParser) -> None:
                      help="write the HTML report and figures into the run directory at the end")
     run.add_argument("--allow-errors", action="store_true",
                      help=f"exit with status 0 even if some cells ended in error (default: {EXIT_CELL_ERRORS})")
+    run.add_argument("--reference", action="store_true",
+                     help="at the end, compute (or take from the cache) the reference optimum f* of every "
+                          "problem of the grid and save it with the run (see 'proxmf-bench reference')")
+    run.add_argument("--f-star", metavar="FILE",
+                     help="known optima, a CSV table with the columns problem,f_star[,source]; saved with the run "
+                          "and used by its reports")
+    run.add_argument("--cache-dir", metavar="DIR",
+                     help="where reference optima are cached (default: $PROXMF_BENCH_CACHE, else the per-user "
+                          "cache directory)")
     scale = run.add_argument_group("scale-out, resuming and fault isolation")
     scale.add_argument("--jobs", type=int, metavar="N",
                        help="run cells in N worker processes, each with --threads threads (default: one "
@@ -167,6 +188,51 @@ def _add_run(sub, common: argparse.ArgumentParser) -> None:
     scale.add_argument("--max-memory", metavar="SIZE",
                        help="memory limit of each worker process, e.g. 4G, at least 512M (Linux; host memory only)")
     run.set_defaults(handler=cmd_run)
+
+
+REFERENCE_EPILOG = """\
+what is computed (see the README, "Problems, objectives and f*"):
+  one long float64 solve per problem (dataset, dtype, seed, objective) from the initial
+  factors every solver of the problem starts from: the exact optimum (scipy nnls, column by
+  column) for a fixed-W NNLS problem, else restarted FISTA then plain PGM until the
+  objective stops changing (1e-13 relative), within --max-iter and --max-time. Results are
+  cached in <cache>/references/ by problem key and data digest: a second call, in any run,
+  reads them; two processes asking at once compute once.
+
+examples:
+  proxmf-bench reference --solvers "mu,pgm[prox_H=l1_nonneg,lam_H=0.1]" --datasets samson --seeds 3
+  proxmf-bench reference results/night            # the problems of a run; saved in it for its reports
+  proxmf-bench reference --datasets nnls_toy --seeds 5 --out f_star.csv
+  proxmf-bench report results/night --f-star f_star.csv
+"""
+
+
+def _add_reference(sub, common: argparse.ArgumentParser) -> None:
+    ref = sub.add_parser(
+        "reference", parents=[common], help="compute and cache the reference optimum f* of each problem of a grid",
+        description="Compute (or read from the cache) the reference optimum f* of every problem of a grid: the "
+                    "problems of RUN_DIR (then saved in RUN_DIR/reference.csv, where its reports find them), or "
+                    "those of the grid the selection options describe.",
+        epilog=REFERENCE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ref.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a run directory: the problems of its grid")
+    ref.add_argument("--solvers", help="solver selection, which decides the objectives (default: all)")
+    ref.add_argument("--datasets", help="dataset selection (default: synthetic)")
+    ref.add_argument("--dtypes", help="comma-separated: float32, float64 (default: float64)")
+    ref.add_argument("--seeds", metavar="SEEDS", help="N, a list 0,3,7 or a range 10-19 (default: 1)")
+    ref.add_argument("--device", default=None,
+                     help="where to compute: cpu, cuda, cuda:N (default: cpu; with RUN_DIR its first device)")
+    ref.add_argument("--max-iter", type=int, default=20_000, metavar="K",
+                     help="iterations of the main phase per problem (default: 20000)")
+    ref.add_argument("--max-time", type=float, default=120.0, metavar="SECONDS",
+                     help="wall-clock budget per problem (default: 120)")
+    ref.add_argument("--force", action="store_true", help="compute again even where the cache has a result")
+    ref.add_argument("--out", metavar="FILE", help="also write the f* table (problem,f_star,source) to FILE")
+    ref.add_argument("--cache-dir", metavar="DIR",
+                     help="cache directory (default: $PROXMF_BENCH_CACHE, else the per-user cache directory)")
+    ref.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="where datasets read their files (default: $PROXMF_BENCH_DATA, else the per-user cache)")
+    ref.set_defaults(handler=cmd_reference)
 
 
 def _add_list(sub, common: argparse.ArgumentParser) -> None:
@@ -267,6 +333,9 @@ def _add_report(sub, common: argparse.ArgumentParser) -> None:
                           "figures/ beside the HTML file for several)")
     rep.add_argument("--formats", default="png,svg,pdf",
                      help="figure file formats, comma-separated (default: png,svg,pdf)")
+    rep.add_argument("--f-star", metavar="FILE",
+                     help="known optima, a CSV table with the columns problem,f_star[,source], used with the "
+                          "references saved in the run directories")
     rep.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     rep.set_defaults(handler=cmd_report)
 
@@ -366,8 +435,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_iter=args.max_iter, max_time=args.max_time, tol=args.tol, threads=args.threads, out=args.out,
         resume=args.resume, data_dir=args.data_dir, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
         cell_timeout=args.cell_timeout, max_memory=args.max_memory, dask_timeout=args.dask_timeout,
-        dashboard=args.dashboard, plugin_files=args.plugin,
-        strict_plugins=args.strict_plugins,
+        dashboard=args.dashboard, plugin_files=args.plugin, strict_plugins=args.strict_plugins, repeat=args.repeat,
+        reference=args.reference, cache_dir=args.cache_dir, f_star=args.f_star,
     )
     observer_factory = None
     if sys.stderr.isatty():
@@ -407,6 +476,56 @@ def _failure_line(failed: list[str], total: int, allowed: bool) -> str:
     return f"{PROG}: {len(failed)} of {total} cells ended in error ({status}): {shown}"
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    import torch
+
+    from proxmf_bench.plugin.data_files import use_data_dir
+    from proxmf_bench.results.f_star import REFERENCE_FILE, write_f_star
+    from proxmf_bench.run.grid import GridSpec, parse_devices, parse_dtypes, parse_seeds
+    from proxmf_bench.run.reference import Budget, grid_references, reference_table
+    from proxmf_bench.run.store import RunStore
+
+    budget = Budget(max_iter=args.max_iter, max_time=args.max_time)
+    registry = _registry(args)
+    if args.run_dir is not None:
+        given = [f"--{n}" for n in ("solvers", "datasets", "dtypes", "seeds") if getattr(args, n) is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: the grid of {args.run_dir} is used; give either RUN_DIR or a selection")
+        spec = GridSpec.from_dict(RunStore(Path(args.run_dir)).read_manifest()["grid"])
+        if args.device is not None:
+            spec = dataclasses.replace(spec, devices=tuple(parse_devices(args.device)))
+    else:
+        spec = GridSpec(solvers=args.solvers or "all", datasets=args.datasets or "synthetic",
+                        devices=tuple(parse_devices(args.device or "cpu")),
+                        dtypes=tuple(parse_dtypes(args.dtypes or "float64")), seeds=parse_seeds(args.seeds or 1),
+                        max_iter=1, max_time=None, tol=None, threads=1)
+    cells = spec.cells(registry)
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+
+    def show(item, reference) -> None:
+        cell = item.cell
+        where = f"{cell.dataset.label} {cell.dtype} seed {cell.seed} [{item.name}]"
+        if reference is None:
+            print(f"{where}: no reference: {item.note}")
+        else:
+            state = "cached" if reference.cached else f"computed in {reference.seconds:.1f} s"
+            print(f"{where}: f* = {reference.f_star:.10g} ({reference.source}; {state})", flush=True)
+
+    with use_data_dir(args.data_dir):
+        references = grid_references(registry, cells, budget, args.cache_dir, force=args.force,
+                                     progress=sys.stderr.isatty(), on_result=show)
+    table = reference_table(references)
+    if args.run_dir is not None:
+        print(f"-> {write_f_star(Path(args.run_dir) / REFERENCE_FILE, table)}")
+    if args.out is not None:
+        print(f"-> {write_f_star(Path(args.out), table)}")
+    return 0
+
+
 def _print_summary(output) -> None:
     import pandas as pd
 
@@ -426,17 +545,17 @@ def _print_summary(output) -> None:
         print(f"{PROG}: warning: worker lost in {lost}", file=sys.stderr)
 
 
-def _make_report(run_dirs, output=None, figures=None, formats="png,svg,pdf") -> None:
+def _make_report(run_dirs, output=None, figures=None, formats="png,svg,pdf", f_star=None) -> None:
     from proxmf_bench.results.report import build_report, parse_formats
 
     report = build_report(run_dirs, output=output, figures_dir=figures, formats=parse_formats(formats),
-                          progress=sys.stderr.isatty())
+                          progress=sys.stderr.isatty(), f_star=f_star)
     n_figures = sum(1 for p in report.files if p.suffix != ".csv")
     print(f"report: {report.html_path} ({n_figures} figure files in {report.figures_dir})")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _make_report(args.run_dirs, args.output, args.figures, args.formats)
+    _make_report(args.run_dirs, args.output, args.figures, args.formats, args.f_star)
     return 0
 
 

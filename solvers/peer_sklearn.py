@@ -5,6 +5,12 @@ non_negative_factorization`` (``init="custom"`` from the harness's initial facto
 penalty, ``tol=0`` so that exactly ``n_iter`` iterations run): ``mu`` is Lee-Seung
 multiplicative updates, ``cd`` cyclic coordinate descent (HALS-like, Cython). scikit-learn
 cannot start a fixed-``W`` (NNLS) fit from given factors, so such problems are refused.
+
+Both continue (``continues = True``): an iteration of either keeps no state beyond ``W`` and
+``H`` (with ``tol=0`` the convergence checks never stop a call, and coordinate descent visits
+the components in a fixed order), so a call from the previous call's factors gives the
+iterates of one longer call; each call still pays scikit-learn's input checks (a pass over
+``Y``) and, for ``mu``, its initial loss (one ``m x n x r`` product).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class SklearnNMF(BlackBoxSolver):
     """``non_negative_factorization`` with solver ``algorithm``, run for a given budget."""
 
     algorithm = "mu"
+    continues = True
 
     def __init__(self) -> None:
         # imported here, outside the timed calls, and only when the solver is selected

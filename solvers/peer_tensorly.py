@@ -7,6 +7,11 @@ A rank-``r`` CP decomposition of a matrix is an NMF: :math:`Y \approx A B^\top` 
 ``tol=0`` so that exactly ``n_iter`` iterations run. In a fixed-``W`` (NNLS) problem the first
 mode is fixed. ``backend`` picks tensorly's NumPy backend (its default, on the CPU) or its
 PyTorch backend (on the problem's device).
+
+Both continue (``continues = True``): a CP initialisation with unit weights is used as given
+(not normalised), and an iteration keeps no state beyond the factors (HALS's inner sweeps
+restart at every outer iteration), so a call from the previous call's factors gives the
+iterates of one longer call.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class TensorlyNMF(BlackBoxSolver):
     """tensorly's ``algorithm`` (``mu`` or ``hals``) on the matrix as an order-2 tensor."""
 
     algorithm = "mu"
+    continues = True
 
     def __init__(self, backend: str = "numpy") -> None:
         # imported here, outside the timed calls, and only when the solver is selected

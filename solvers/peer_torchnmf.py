@@ -6,6 +6,9 @@ writes :math:`V \approx H W^\top`, so its ``H`` is our ``W`` and its ``W`` our `
 fit starts from the harness's initial factors on the problem's device and dtype, with a
 tolerance that never stops it early, so exactly ``n_iter`` iterations run; in a fixed-``W``
 (NNLS) problem its ``H`` is frozen.
+
+It continues (``continues = True``): ``fit`` keeps no state beyond the model's factors, so a
+fit started from the previous call's factors gives the iterates of one longer fit.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ require("torchnmf", "torchnmf")
 
 class TorchNMF(BlackBoxSolver):
     """``torchnmf.nmf.NMF(...).fit(Y, beta=2, max_iter=n_iter)``."""
+
+    continues = True
 
     def __init__(self) -> None:
         from torchnmf.nmf import NMF  # imported here, outside the timed calls

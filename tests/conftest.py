@@ -74,3 +74,11 @@ def registry():
 @pytest.fixture(autouse=True)
 def _isolated_plugins(monkeypatch):
     monkeypatch.delenv("PROXMF_BENCH_PLUGINS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Reference optima are cached in a directory of the test session, never in ~/.cache."""
+    from proxmf_bench.plugin.data_files import ENV_CACHE
+
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path_factory.getbasetemp() / "proxmf-cache"))

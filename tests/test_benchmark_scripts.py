@@ -108,3 +108,16 @@ def test_gpu_check_without_cuda_says_so_and_exits_0():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("no CUDA device") and "nothing to check" in out.stdout
+
+
+continuation = _script("peer_continuation")
+
+
+def test_peer_continuation_script_compares_chained_calls_with_one_call(registry):
+    pytest.importorskip("sklearn")
+    variant = floor.select_solver(registry, "sklearn_cd")
+    factory = registry.get_solver("sklearn_cd").factory
+    problem = Problem(Y=torch.rand(30, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64), rank=3)
+    W0, H0 = initial_factors(problem, 0)
+    assert continuation.same_iterates(factory(**variant.params), problem, W0, H0, 30) == 0.0
+    assert continuation.restarted(factory).continues is False and factory.continues is True

@@ -140,3 +140,65 @@ def test_black_box_rows_carry_the_same_metrics_as_stepped_rows(counting, tmp_pat
     counted = out.frame[out.frame.solver == "counting"][columns].reset_index(drop=True)
     stepped = out.frame[out.frame.solver == "mu"][columns].reset_index(drop=True)
     pd.testing.assert_frame_equal(counted, stepped, rtol=1e-12)
+
+
+class ContinuedMU(CountingMU):
+    """CountingMU declaring that a call from the previous factors continues the run."""
+
+    continues = True
+
+    def solve(self, problem, W0, H0, n_iter):
+        W, H = super().solve(problem, W0, H0, n_iter)
+        return W.clone(), H.clone()
+
+
+def test_a_continued_solver_adds_iterations_and_its_time_accumulates(counting, tmp_path):
+    counting.solvers["continued"] = SolverSpec(name="continued", factory=ContinuedMU)
+    out = run_benchmark(solvers="continued,counting", datasets=SMALL, max_iter=40, registry=counting, out=tmp_path)
+    rows = out.frame[out.frame.solver == "continued"].sort_values("iteration")
+    budgets = rows.iteration.tolist()
+    calls = [n for n, _, _ in CountingMU.calls]
+    continued_calls = calls[: len(budgets)]  # the continued cell ran first: warm-up, then its calls
+    assert continued_calls == [1] + [b - a for a, b in zip(budgets, budgets[1:])]
+    # time_s is cumulative: the iterations done so far, one unit each on the fake clock
+    assert rows.time_s.tolist() == [float(k) for k in budgets]
+    # each call started from the factors the previous one returned (not the shared start)
+    _, W_start, _ = CountingMU.calls[1]
+    _, W_second, _ = CountingMU.calls[2]
+    assert not torch.equal(W_start, W_second)
+    # and the losses are those of one long run, as the restarted sampling gives them
+    restarted = out.frame[out.frame.solver == "counting"].set_index("iteration").loss
+    assert rows.set_index("iteration").loss.tolist() == pytest.approx(restarted.loc[budgets].tolist(), rel=1e-12)
+
+
+def test_max_time_of_a_continued_solver_reads_the_cumulative_time(counting, tmp_path):
+    counting.solvers["continued"] = SolverSpec(name="continued", factory=ContinuedMU)
+    out = run_benchmark(solvers="continued", datasets=SMALL, max_iter=1000, max_time=15, registry=counting,
+                        out=tmp_path)
+    last = out.frame.iloc[-1]
+    assert last.stop_reason == "max_time" and last.iteration == 16 and last.time_s == 16.0
+
+
+class SetUpCost(ContinuedMU):
+    """A continued solver whose every call also pays a fixed set-up of 5 units."""
+
+    def solve(self, problem, W0, H0, n_iter):
+        harness.clock.now += 5.0
+        return super().solve(problem, W0, H0, n_iter)
+
+
+def test_the_fixed_cost_of_each_call_is_counted_once(counting, tmp_path):
+    counting.solvers["setup"] = SolverSpec(name="setup", factory=SetUpCost)
+    out = run_benchmark(solvers="setup", datasets=SMALL, max_iter=40, registry=counting, out=tmp_path)
+    rows = out.frame.sort_values("iteration")
+    # one call of k iterations would take 5 + k: the set-up of the later calls is not added up
+    assert rows.time_s.tolist() == [0.0] + [5.0 + k for k in rows.iteration.iloc[1:]]
+
+
+def test_call_overhead_is_the_intercept_of_a_robust_line():
+    budgets = [1, 1, 1, 2, 3, 5, 8, 13]
+    durations = [0.5 + 0.1 * b for b in budgets]
+    durations[3] = 9.0  # one call disturbed by something else
+    assert harness.call_overhead(budgets, durations) == pytest.approx(0.5)
+    assert harness.call_overhead([4, 4], [1.0, 1.2]) == 0.0
+    assert harness.call_overhead([1, 2], [1.0, 1.0]) == 1.0  # never above the shortest call

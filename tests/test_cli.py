@@ -13,7 +13,7 @@ BAD = str(Path(__file__).parent / "plugins" / "bad_things.py")
 SMALL = "synthetic[m=30,n=20,rank=3]"
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["plugins"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["list"], ["plugins"], ["reference"]])
 def test_help_explains(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -26,8 +26,9 @@ def test_run_help_documents_selection_syntax(capsys):
         main(["run", "--help"])
     out = capsys.readouterr().out
     for flag in ("--solvers", "--datasets", "--devices", "--dtypes", "--seeds", "--max-iter", "--max-time",
-                 "--tol", "--threads", "--out", "--plugin", "--strict-plugins", "--debug", "name[key=value"):
-        assert flag in out
+                 "--tol", "--threads", "--out", "--plugin", "--strict-plugins", "--debug", "name[key=value",
+                 "--repeat", "--reference", "--f-star", "a range 10-19", "no cap when --max-time"):
+        assert flag in " ".join(out.split())
 
 
 def test_run_prints_summary_and_writes_results(tmp_path, capsys):

@@ -20,10 +20,12 @@ from proxmf_bench.testing import solver as solver_checks
 from proxmf_bench.testing.report import FAILED, OK, SKIPPED
 
 TESTS = Path(__file__).parent
-# Every test plugin that registers specs and can run in this process: faulty.py's solvers
-# take their process down (segfault, os._exit, hang, memory) and run only in worker processes.
+# Every test plugin that registers specs and can run in this process: the solvers of
+# faulty.py and lost_workers.py take their process down or block it (segfault, os._exit, a
+# hang, memory, a call that holds the GIL) and run only in worker processes.
+WORKER_ONLY = {"faulty.py", "lost_workers.py"}
 PLUGIN_FILES = [TESTS / "report_plugin.py", TESTS / "plugins" / "tiny_dist" / "src" / "proxmf_tiny" / "__init__.py",
-                *(p for p in sorted((TESTS / "plugins").glob("*.py")) if p.name != "faulty.py")]
+                *(p for p in sorted((TESTS / "plugins").glob("*.py")) if p.name not in WORKER_ONLY)]
 
 # (registry table, name) -> the property its test plugin breaks on purpose
 BROKEN = {

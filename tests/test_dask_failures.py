@@ -28,7 +28,7 @@ pytest.importorskip("distributed")
 
 PLUGINS = Path(__file__).parent / "plugins"
 LOST = str(PLUGINS / "lost_workers.py")
-NO_PROJECT = str(PLUGINS / "dask_preload_no_project.py")
+NO_PROJECT = str(Path(__file__).parent / "support" / "dask_preload_no_project.py")  # not a plugin
 TIMEOUT = 3  # --dask-timeout of these runs
 HANG_GUARD = 120.0  # seconds: a run still going after this is hung (what these tests catch)
 WAITING = "waiting[seconds=0.02]"

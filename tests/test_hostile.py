@@ -95,7 +95,11 @@ def test_malformed_variant_strings(selection, message, tmp_path, capsys):
 
 def test_enormous_grid_is_refused_before_it_is_built(tmp_path, capsys):
     code, err = run_cli(["--seeds", "1000000000"], tmp_path, capsys)
-    assert_one_line_error(code, err, "the grid has 1,000,000,000 cells")
+    assert_one_line_error(code, err, "--seeds 1000000000 is more than the 1,000,000 seeds a grid may have")
+    code, err = run_cli(["--seeds", "0-999999999"], tmp_path, capsys)
+    assert_one_line_error(code, err, "gives more than 1,000,000 seeds")
+    code, err = run_cli(["--seeds", "1000000", "--dtypes", "float32,float64"], tmp_path, capsys)
+    assert_one_line_error(code, err, "the grid has 2,000,000 cells")
 
 
 def test_absurd_thread_count_is_refused(tmp_path, capsys):

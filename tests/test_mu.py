@@ -21,7 +21,7 @@ PARAMS = _params()
 
 
 def _run_mu(problem, seed, iters):
-    W0, H0 = initial_factors(problem, seed, key="t")
+    W0, H0 = initial_factors(problem, seed)
     solver = MU()
     solver.init(problem, W0.clone(), H0.clone())
     losses = [problem.loss(*solver.factors())]
@@ -40,7 +40,7 @@ def test_mu_loss_is_non_increasing_in_float64():
 
 def test_mu_matches_textbook_lee_seung_in_numpy():
     problem = make_synthetic(PARAMS, seed=1)
-    W0, H0 = initial_factors(problem, 1, key="t")
+    W0, H0 = initial_factors(problem, 1)
     solver = MU(eps=0.0)
     solver.init(problem, W0.clone(), H0.clone())
     Y, W, H = problem.Y.numpy(), W0.numpy().copy(), H0.numpy().copy()

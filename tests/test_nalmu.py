@@ -32,7 +32,7 @@ def load(registry, text: str, seed: int = 0):
 
     variant = select(text, registry.datasets, registry, "dataset")[0]
     problem = registry.get_dataset(variant.name).load(variant.params, seed, torch.device("cpu"), torch.float64)
-    W0, H0 = initial_factors(problem, seed, key=variant.name + variant.params_json())
+    W0, H0 = initial_factors(problem, seed)
     return problem, W0, H0
 
 

@@ -48,7 +48,7 @@ def _tiny():
     registry = load_registry(use_entry_points=False)
     variant = select(TINY, registry.datasets, registry, "dataset")[0]
     problem = registry.get_dataset("synthetic").load(variant.params, 0, torch.device("cpu"), torch.float64)
-    return problem, initial_factors(problem, 0, key=variant.name + variant.params_json())
+    return problem, initial_factors(problem, 0)
 
 
 def _reference_losses(update, iters=20):
@@ -148,3 +148,39 @@ def test_missing_peer_library_is_skipped_not_failed(capsys):
         assert "fancy_mu" not in outputs[command]
     assert "file:missing_peer  [skipped]" in outputs["plugins"]
     assert "0 failed, 1 skipped" in outputs["plugins"]
+
+
+@pytest.mark.parametrize("name", list(PEERS))
+@pytest.mark.parametrize("fixed_W", [False, True])
+def test_a_continued_peer_gives_the_iterates_of_one_long_call(name, fixed_W):
+    """Every peer declares continues = True: calls chained from the previous factors, with the
+    harness's budgets, end where one call of the summed budget does, bit for bit."""
+    if not _installed(PEERS[name]):
+        pytest.skip(f"{PEERS[name]} is not installed")
+    full, (W0, H0) = _tiny()
+    problem = full if not fixed_W else Problem(Y=full.Y, rank=3, W_true=full.W_true, H_true=full.H_true, fixed_W=True)
+    if fixed_W and name.startswith("sklearn"):
+        pytest.skip("scikit-learn refuses fixed-W problems")
+    W0, H0 = initial_factors(problem, 0)
+    registry = load_registry(use_entry_points=False)
+    variant = select(name, registry.solvers, registry, "solver")[0]
+    solver = registry.get_solver(variant.name).factory(**variant.params)
+    assert solver.continues is True
+    W, H = W0.clone(), H0.clone()
+    for budget in (1, 1, 1, 3, 4, 7):
+        W, H = solver.solve(problem, W.clone(), H.clone(), budget)
+    W_long, H_long = solver.solve(problem, W0.clone(), H0.clone(), 17)
+    assert torch.equal(W.double(), W_long.double()) and torch.equal(H.double(), H_long.double())
+
+
+@_needs("sklearn")
+def test_continued_peers_have_a_cumulative_monotone_time_axis(runs, tmp_path):
+    out = run_benchmark(solvers="sklearn_cd,sklearn_mu", datasets=TINY, max_iter=60, out=tmp_path)
+    for _, rows in out.frame.groupby("solver"):
+        times = rows.sort_values("iteration").time_s.to_numpy()
+        assert np.all(np.diff(times) >= 0) and times[-1] > times[1] > 0
+    # continuation changes the timing, not the iterates: the losses of the 20-iteration run
+    cd = out.frame[out.frame.solver == "sklearn_cd"].set_index("iteration").loss
+    common = cd.index.intersection(runs["sklearn_cd"].index)
+    assert len(common) > 10
+    assert cd.loc[common].to_numpy() == pytest.approx(runs["sklearn_cd"].loc[common].to_numpy(), rel=1e-12)

@@ -54,7 +54,7 @@ def test_pgm_uses_the_plugin_prox_from_the_command_line(plugin_file, tmp_path, c
     (data,) = select(dataset, registry.datasets, registry, "dataset")
     problem = registry.get_dataset("synthetic").load(data.params, 0, torch.device("cpu"), torch.float64)
     solver = registry.get_solver("pgm").factory(**variant.params)
-    solver.init(problem, *initial_factors(problem, 0, key=data.name + data.params_json()))
+    solver.init(problem, *initial_factors(problem, 0))
     for _ in range(20):
         solver.step()
     with_plugin = last.loc["pgm[prox_H=ridge_nonneg,lam_H=10]", "loss"]
@@ -68,3 +68,25 @@ def test_bad_plugin_parameters_are_rejected_before_running(plugin_file, tmp_path
     assert status == 2
     assert "lam=-1.0 is below its minimum 0" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_elastic_net_example_is_the_prox_of_its_penalty():
+    """benchmarks/elastic_net_prox.py (the README's comparison) against argmin of its definition."""
+    import importlib.util
+
+    from scipy.optimize import minimize_scalar
+
+    path = REPO / "benchmarks" / "elastic_net_prox.py"
+    spec = importlib.util.spec_from_file_location("elastic_net_prox", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    X = torch.linspace(-2, 3, 11, dtype=torch.float64)
+    Z = module.prox_enet_nonneg(X, 0.7, lam1=0.4, lam2=1.5)
+    for x, z in zip(X.tolist(), Z.tolist()):
+        def g(v):
+            return 0.5 * (v - x) ** 2 + 0.7 * (0.4 * v + 0.75 * v * v)
+
+        best = minimize_scalar(g, bounds=(0, 10), method="bounded", options={"xatol": 1e-12}).x
+        assert z == pytest.approx(best, abs=1e-7)
+    assert float(module.penalty_enet_nonneg(Z, lam1=0.4, lam2=1.5)) == pytest.approx(
+        0.4 * float(Z.sum()) + 0.75 * float((Z * Z).sum()))

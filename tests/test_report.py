@@ -131,7 +131,7 @@ def test_run_with_report_flag_writes_every_format_deterministically(tmp_path, ca
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
     files = [out / "report.html", *(out / "figures").iterdir()]
     first = {p.name: p.read_bytes() for p in files}
-    assert len(first) == 1 + 3 * 3 + 1  # the HTML, three figures in three formats, summary.csv
+    assert len(first) == 1 + 3 * 3 + 3  # the HTML, three figures in three formats, summary, f* and times CSV
     for stem in ("convergence", "metrics", "time-to-tolerance"):
         stem = f"synthetic-m-20-n-15-rank-2-float64_{stem}"
         assert first[f"{stem}.png"].startswith(PNG_MAGIC)

@@ -32,7 +32,7 @@ def test_each_cell_is_on_disk_and_results_are_their_union(finished):
     union = pd.concat([read_frame(f) for f in files])
     assert len(union) == len(out.frame)
     manifest = json.loads((out.run_dir / "grid.json").read_text())
-    assert manifest["grid"]["seeds"] == 3 and manifest["run_id"] == out.meta["run_id"]
+    assert manifest["grid"]["seeds"] == [0, 1, 2] and manifest["run_id"] == out.meta["run_id"]
 
 
 def test_resume_runs_only_missing_cells_and_rebuilds_the_same_table(finished):

@@ -328,14 +328,13 @@ class TrainingData:
 
 
 def make_example(
-    problem: Problem, init_seed: int, init_key: str, source: str, dtype: torch.dtype = torch.float64,
-    init: str = "harness",
+    problem: Problem, init_seed: int, source: str, dtype: torch.dtype = torch.float64, init: str = "harness",
 ) -> Example:
     """A training example: ``problem`` with the initial factors the harness would give it for
-    ``(init_key, init_seed)`` (or an all-ones ``H0`` with ``init="ones"``)."""
+    seed ``init_seed`` (or an all-ones ``H0`` with ``init="ones"``)."""
     if not problem.has_ground_truth:
         raise UserError(f"dataset {problem.name!r} has no ground truth (W_true, H_true): it cannot train NALMU")
-    W0, H0 = initial_factors(problem, init_seed, key=init_key)
+    W0, H0 = initial_factors(problem, init_seed)
     if init == "ones":
         H0 = torch.ones_like(H0)
     return Example(*(X.to(dtype) for X in (problem.Y, problem.W_true, problem.H_true, W0, H0)), source=source)
@@ -386,7 +385,6 @@ def training_data(
         raise UserError(f"training needs exactly one dataset variant, {dataset!r} gives {len(variants)}")
     variant = variants[0]
     spec = registry.get_dataset(variant.name)
-    key = variant.name + variant.params_json()
     cpu = torch.device("cpu")
     description: dict[str, Any] = {
         "dataset": variant.label, "dataset_params": variant.params_json(), "split": split, "init": init,
@@ -401,7 +399,7 @@ def training_data(
             raise UserError(
                 f"dataset {variant.label!r} gives the same data for every seed: use --split pixels to train on patches"
             )
-        examples = [make_example(p, s, key, f"seed {s}", dtype, init) for p, s in zip(loaded, seeds)]
+        examples = [make_example(p, s, f"seed {s}", dtype, init) for p, s in zip(loaded, seeds)]
         train, val = examples[:-n_val], examples[-n_val:]
         description.update(train_seeds=seeds[:-n_val], val_seeds=seeds[-n_val:])
         first = loaded[0]
@@ -410,7 +408,7 @@ def training_data(
         patches = pixel_patches(first, patch_size)
         n_val = _held_out_count(len(patches), val_fraction)
         order = torch.randperm(len(patches), generator=torch.Generator().manual_seed(seed)).tolist()
-        examples = [make_example(patches[i][0], i, key + "|patch", patches[i][1], dtype, init) for i in order]
+        examples = [make_example(patches[i][0], i, patches[i][1], dtype, init) for i in order]
         train, val = examples[n_val:], examples[:n_val]
         description.update(seed=first_seed, patch_size=patch_size,
                            train_patches=[e.source for e in train], val_patches=[e.source for e in val])

@@ -9,6 +9,9 @@ The data directory is, first match wins:
 3. a per-user cache directory (``$XDG_CACHE_HOME/proxmf-bench``, ``~/.cache/proxmf-bench``,
    ``~/Library/Caches/proxmf-bench`` on macOS, ``%LOCALAPPDATA%/proxmf-bench`` on Windows).
 
+Computed results kept between runs (reference optima) go to :func:`cache_dir`: ``--cache-dir``,
+else ``$PROXMF_BENCH_CACHE``, else that per-user cache directory.
+
 A file is used only after its size and sha256 match; the check runs once per process for a
 given file (keyed on its path, size and modification time). Downloads are streamed to a
 temporary file beside the target, hashed on the way, and renamed into place only when the
@@ -62,6 +65,21 @@ def default_data_dir() -> Path:
         return Path.home() / "Library" / "Caches" / APP_NAME
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / APP_NAME
+
+
+ENV_CACHE = "PROXMF_BENCH_CACHE"
+REFERENCES_DIR = "references"
+
+
+def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """Where computed results are cached between runs (the reference optima, in
+    ``<cache>/references/``): ``explicit`` (``--cache-dir``), else ``$PROXMF_BENCH_CACHE``,
+    else the per-user cache directory (:func:`default_data_dir`). Independent of the data
+    directory, which may be a shared read-only copy."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    env = os.environ.get(ENV_CACHE)
+    return Path(env).expanduser() if env else default_data_dir()
 
 
 _DEFAULT_ORIGIN = "default per-user cache"

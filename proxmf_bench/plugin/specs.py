@@ -180,6 +180,13 @@ class SolverSpec(ResolvableSpec):
     ``examples``: parameter sets (as a selection gives them, ``{"backtracking": "true"}``)
     that the contract checks (``proxmf-bench check``) try besides the default variants.
     ``resolve_params(given, registry)``: see :class:`ResolvableSpec`.
+
+    ``objective(params)``, given the resolved parameters, says what the solver minimises (an
+    :class:`Objective`): the harness records that objective's value and compares the solver
+    only with solvers of the same problem. ``None`` (the default) declares the nonnegative
+    problem ``1/2 ||Y - W H||^2`` subject to ``W, H >= 0``, as MU, NALMU and the peers solve;
+    the PGM family derives it from ``prox_W`` and ``prox_H``. A solver that minimises
+    something it cannot state returns ``Objective(unknown="why")``: its objective is then NaN.
     """
 
     kind: ClassVar[str] = "solver"
@@ -190,6 +197,11 @@ class SolverSpec(ResolvableSpec):
     summary: str = ""
     resolve_params: ParamResolver | None = None
     examples: tuple[Mapping[str, Any], ...] = ()
+    objective: Callable[[Mapping[str, Any]], Objective] | None = None
+
+    def objective_for(self, params: Mapping[str, Any]) -> Objective:
+        """The objective of the variant with resolved ``params`` (see the class docstring)."""
+        return self.objective(params) if self.objective is not None else Objective()
 
 
 @dataclass(frozen=True)
@@ -282,3 +294,92 @@ class ProxSpec:
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         return coerce_params(self.params, given, f"prox {self.name}")
+
+
+def format_value(value: Any) -> str:
+    """A parameter value as written in labels: ``0.1``, ``1e-08``, ``true``, ``columns``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+NONNEG = "nonneg"
+
+
+@dataclass(frozen=True)
+class FactorTerm:
+    """The term ``g(X)`` of one factor: a registered prox operator with its parameters.
+
+    Its value is the operator's declared ``penalty``; a projection without one contributes 0
+    (the indicator of its set, at the feasible points its prox returns). An operator that is
+    neither has no known value (:attr:`known` is false).
+    """
+
+    prox: ProxSpec
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``name`` or ``name[key=value,...]``, the parameters in their declared order."""
+        if not self.params:
+            return self.prox.name
+        return f"{self.prox.name}[{','.join(f'{k}={format_value(v)}' for k, v in self.params.items())}]"
+
+    @property
+    def known(self) -> bool:
+        return self.prox.penalty is not None or self.prox.projection
+
+    def value(self, X: torch.Tensor) -> float:
+        """``g(X)``: the penalty, 0 for a projection, NaN when unknown."""
+        if self.prox.penalty is not None:
+            return float(self.prox.penalty(X, **self.params))
+        return 0.0 if self.prox.projection else math.nan
+
+
+@dataclass(frozen=True)
+class Objective:
+    r"""What a solver minimises: :math:`\tfrac12\|Y - W H\|_F^2 + g_W(W) + g_H(H)`.
+
+    ``W`` and ``H`` are the terms of the factors (``None``: the nonnegativity constraint,
+    ``nonneg``). In a fixed-W (NNLS) problem ``W`` is data and its term is left out. ``unknown``,
+    when set, says why no value of the objective is known (the solver declared so).
+    """
+
+    W: FactorTerm | None = None
+    H: FactorTerm | None = None
+    unknown: str = ""
+
+    def terms(self, fixed_W: bool = False) -> list[tuple[str, FactorTerm | None]]:
+        return [("H", self.H)] if fixed_W else [("W", self.W), ("H", self.H)]
+
+    def name(self, fixed_W: bool = False) -> str:
+        """The canonical objective: ``nonneg`` for the nonnegative problem, else each factor's
+        term, e.g. ``W:nonneg H:l1_nonneg[lam=0.1]`` (``H:...`` alone in an NNLS problem)."""
+        if self.unknown:
+            return "unknown"
+        labels = [(block, NONNEG if term is None else term.label) for block, term in self.terms(fixed_W)]
+        if all(label == NONNEG for _, label in labels):
+            return NONNEG
+        return " ".join(f"{block}:{label}" for block, label in labels)
+
+    def note(self, fixed_W: bool = False) -> str:
+        """Why the objective's value is unknown, or ``""`` when it is known."""
+        if self.unknown:
+            return self.unknown
+        for block, term in self.terms(fixed_W):
+            if term is not None and not term.known:
+                return (f"prox {term.prox.name} on {block} is neither a projection nor declares a penalty, "
+                        "so no objective value is known")
+        return ""
+
+    def penalty(self, W: torch.Tensor, H: torch.Tensor, fixed_W: bool = False) -> float:
+        """``g_W(W) + g_H(H)`` (``g_H(H)`` alone in an NNLS problem); NaN when unknown."""
+        if self.unknown:
+            return math.nan
+        total = 0.0
+        for block, term in self.terms(fixed_W):
+            if term is not None:
+                total += term.value(W if block == "W" else H)
+        return total

@@ -2,20 +2,30 @@ r"""What the report shows, computed from one or more results tables (no plotting
 
 Definitions used throughout the report:
 
-- A *problem* is one ``(dataset, dtype)``; its seeds are instances of it (a seeded synthetic
-  dataset draws a different ``Y`` per seed). Devices and runs are overlaid on one problem:
-  they solve the same instances and differ in how fast they do it.
-- A *curve* is one ``(run, device, solver)`` of a problem, summarised over its seeds.
-- :math:`f^*` of an instance ``(dataset, dtype, seed)`` is the lowest finite loss recorded
-  on it by any solver, on any device, in any of the runs compared.
-- Relative suboptimality :math:`(f - f^*) / f^*` (the absolute gap :math:`f - f^*` for an
-  instance with :math:`f^* = 0`, which an exact factorisation can reach).
+- A *problem* is one ``(dataset with its parameters, dtype, seed, objective)``: the
+  ``problem`` column of the results (older tables without it: dataset, dtype and seed). The
+  objective is the loss plus the penalties of the solver's prox configuration; MU, NALMU, the
+  peers and ``pgm`` with the default proxes all solve the nonnegative problem (``nonneg``).
+  Devices and runs of one problem are overlaid: they solve the same problem.
+- The report groups problems by ``(dataset, dtype, objective)`` (:data:`PROBLEM_KEYS`); their
+  seeds are instances of it. A *curve* is one ``(run, device, solver)`` of such a group,
+  summarised over its seeds.
+- The *value* compared is the ``objective`` column (the loss in older tables); a solver whose
+  objective is unknown has no value, so no suboptimality (``objective_note`` says why).
+- :math:`f^*` of a problem is the lowest of: its known optima (a reference optimum computed by
+  ``proxmf-bench reference`` or ``run --reference``, a table given with ``--f-star``) and the
+  lowest finite value any run shown recorded on it. ``f_star_source`` says which: the
+  reference (with how it was computed), the file, or ``best run: <solver>``. Adding a run
+  changes :math:`f^*` only if that run beats every known optimum.
+- Relative suboptimality :math:`(F - f^*) / f^*` (the absolute gap :math:`F - f^*` for a
+  problem with :math:`f^* = 0`, which an exact factorisation can reach).
 - A median curve takes, at each recorded iteration, the median over seeds of the value and
   of the solver time, with a quantile band; it keeps the iterations that more than half of
   the curve's seeds recorded, so it ends where most of its runs ended.
 - Time to tolerance: the solver time at the first recorded point whose relative
-  suboptimality is at most ``tol`` (an upper bound within one record interval), median over
-  seeds with a seed that never got there counted as infinite ("not reached").
+  suboptimality is at most ``tol`` (an upper bound within one record interval), per seed
+  (with the spread ``time_s_min`` to ``time_s_max`` over ``--repeat`` runs), and its median
+  over seeds, with a seed that never got there counted as infinite ("not reached").
 """
 
 from __future__ import annotations
@@ -32,25 +42,32 @@ import numpy as np
 import pandas as pd
 
 from proxmf_bench.errors import UserError
+from proxmf_bench.results.f_star import run_f_star
 from proxmf_bench.results.table import COLUMNS, EXTRA_COLUMNS, LOSS_DERIVED_COLUMNS, META_FILE, load_meta, load_results
 
-PROBLEM_KEYS = ["dataset", "dtype"]
+PROBLEM_KEYS = ["dataset", "dtype", "objective_name"]
 CURVE_KEYS = ["run", "device", "solver"]
 CELL_KEYS = PROBLEM_KEYS + CURVE_KEYS + ["seed"]
 TOLERANCES = (1e-2, 1e-4, 1e-6)
+# Relative accuracy of the recorded objective per dtype (float32: the README's claim, checked by
+# benchmarks/float32_accuracy.py; float64: the Gram form's cancellation, 7e-10 measured on
+# nnls_toy): a run must beat a known optimum by more to replace it.
+ACCURACY = {"float64": 1e-8, "float32": 1e-5}
 BAND = (0.25, 0.75)
 
-_DERIVED = ("run", "f_star", "subopt")
+_DERIVED = ("run", "f_star", "f_star_source", "subopt", "value")
 
 
 @dataclass(frozen=True)
 class RunData:
-    """One run directory: where it is, its short label, its results table and metadata."""
+    """One run directory: where it is, its short label, its results table, metadata and the
+    known optima saved with it (:func:`~proxmf_bench.results.f_star.run_f_star`)."""
 
     path: Path
     label: str
     frame: pd.DataFrame
     meta: dict[str, Any]
+    f_star: pd.DataFrame | None = None
 
 
 def run_labels(paths: Sequence[Path]) -> list[str]:
@@ -77,18 +94,55 @@ def load_runs(run_dirs: Iterable[str | os.PathLike]) -> list[RunData]:
     for path, label in zip(paths, run_labels(paths)):
         frame = load_results(path)
         meta = load_meta(path) if (path / META_FILE).is_file() else {}
-        runs.append(RunData(path, label, frame, meta))
+        runs.append(RunData(path, label, frame, meta, run_f_star(path)))
     return runs
 
 
+def known_optima(runs: Sequence[RunData], extra: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The known optima saved with the runs and those of ``extra`` (a ``--f-star`` table), together."""
+    tables = [t for t in (*(run.f_star for run in runs), extra) if t is not None]
+    return pd.concat(tables, ignore_index=True) if tables else None
+
+
 def combine_runs(runs: Sequence[RunData]) -> pd.DataFrame:
-    """One table with a ``run`` column (the run's label), in the order the runs were given."""
+    """One table with a ``run`` column (the run's label), in the order the runs were given.
+
+    Tables written before objectives were recorded get them filled in: the objective is the
+    loss (their solvers were compared on it), the problem ``dataset|dtype|seed``.
+    """
     frames = [run.frame.assign(run=run.label) for run in runs if not run.frame.empty]
     if not frames:
         raise UserError("no results to report: the run directories hold no recorded points")
     frame = pd.concat(frames, ignore_index=True)
     frame["run"] = frame["run"].astype("string")
     frame["error"] = frame["error"].fillna("") if "error" in frame else ""
+    return with_problems(frame)
+
+
+def with_problems(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the columns ``problem``, ``objective``, ``objective_name`` and
+    ``objective_note`` filled in for rows of tables written before they were recorded: the
+    objective is the loss (those solvers were compared on it), the problem
+    ``dataset|dtype|seed``, the objective ``nonneg``."""
+    if {"problem", "objective", "objective_name", "objective_note"} <= set(frame.columns) \
+            and not frame["problem"].isna().any():
+        return frame
+    frame = frame.copy()
+    if "objective" not in frame:
+        frame["objective"] = math.nan
+    for column in ("problem", "objective_name", "objective_note"):
+        if column not in frame:
+            frame[column] = pd.Series(pd.NA, index=frame.index, dtype="string")
+    frame["objective"] = pd.to_numeric(frame["objective"], errors="coerce")
+    old = frame["problem"].isna()
+    if old.any():
+        frame["objective"] = frame["objective"].astype("float64").where(~old, frame["loss"])
+        frame["problem"] = frame["problem"].astype("string").where(
+            ~old, frame["dataset"].astype(str) + "|" + frame["dtype"].astype(str) + "|seed " + frame["seed"].astype(str))
+    frame["objective"] = frame["objective"].astype("float64")
+    frame["objective_name"] = frame["objective_name"].astype("string").fillna("nonneg")
+    frame["objective_note"] = frame["objective_note"].astype("string").fillna("")
+    frame["problem"] = frame["problem"].astype("string")
     return frame
 
 
@@ -112,13 +166,49 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def add_suboptimality(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``f_star`` (per dataset, dtype and seed) and ``subopt`` (see the module docstring)."""
-    finite = frame["loss"].where(np.isfinite(frame["loss"]))
-    groups = [frame[k] for k in ("dataset", "dtype", "seed")]
-    f_star = finite.groupby(groups).transform("min")
+def f_star_table(frame: pd.DataFrame, known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``f*`` of every problem of ``frame`` (see the module docstring), one row each.
+
+    Columns: ``problem``, the report's problem keys, ``seed``, ``f_star`` and
+    ``f_star_source``. ``known`` is a table of known optima (``problem``, ``f_star``,
+    ``source``); the lowest value for a problem wins, a known one on a tie with a run.
+    """
+    frame = with_problems(frame)
+    value = frame["objective"]
+    finite = frame[np.isfinite(value.to_numpy(float))]
+    best = finite.sort_values(["objective"], kind="stable").groupby("problem", sort=False).head(1)
+    source = "best run: " + best["solver"].astype(str)
+    if frame["run"].nunique() > 1:
+        source = source + " (" + best["run"].astype(str) + ")"
+    runs = pd.DataFrame({"problem": best["problem"], "f_star": best["objective"], "source": source})
+    keys = frame.drop_duplicates("problem")[["problem", *PROBLEM_KEYS, "seed"]]
+    chosen = runs.set_index("problem")
+    if known is not None and len(known):
+        known = known[known["problem"].isin(set(frame["problem"]))].sort_values("f_star", kind="stable")
+        known = known.drop_duplicates("problem").set_index("problem")
+        # a run replaces a known optimum only when it is lower by more than the accuracy of
+        # the recorded objective in its dtype (rounding, not a better point, otherwise)
+        slack = keys.set_index("problem")["dtype"].map(lambda d: ACCURACY.get(d, ACCURACY["float32"]))
+        run_best = chosen["f_star"].reindex(known.index)
+        tolerance = slack.reindex(known.index) * known["f_star"].abs()
+        keep = ~(run_best < known["f_star"] - tolerance)
+        chosen = pd.concat([chosen.drop(known.index[keep], errors="ignore"), known[keep]])
+    out = keys.merge(chosen[["f_star", "source"]].reset_index(), on="problem", how="left")
+    out = out.rename(columns={"source": "f_star_source"})
+    out["f_star_source"] = out["f_star_source"].fillna("none: no finite objective recorded").astype("string")
+    return out.reset_index(drop=True)
+
+
+def add_suboptimality(frame: pd.DataFrame, known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Add ``value`` (the objective compared), ``f_star``, ``f_star_source`` (per problem, see
+    :func:`f_star_table`) and ``subopt`` (see the module docstring)."""
+    frame = with_problems(frame)
+    table = f_star_table(frame, known).set_index("problem")
+    f_star = frame["problem"].map(table["f_star"]).astype("float64")
+    source = frame["problem"].map(table["f_star_source"]).astype("string")
     scale = f_star.where(f_star > 0, 1.0)
-    return frame.assign(f_star=f_star, subopt=(frame["loss"] - f_star) / scale)
+    value = frame["objective"]
+    return frame.assign(value=value, f_star=f_star, f_star_source=source, subopt=(value - f_star) / scale)
 
 
 def median_curves(frame: pd.DataFrame, value: str, band: tuple[float, float] = BAND) -> pd.DataFrame:
@@ -127,6 +217,7 @@ def median_curves(frame: pd.DataFrame, value: str, band: tuple[float, float] = B
     Returns one row per (problem, curve, iteration) with ``time_s``, ``median``, ``lo``,
     ``hi`` (the ``band`` quantiles) and ``n`` (seeds with a finite value there).
     """
+    frame = with_problems(frame)
     keys = PROBLEM_KEYS + CURVE_KEYS
     n_seeds = frame.groupby(keys).seed.nunique().rename("n_seeds")
     data = frame[np.isfinite(frame[value].astype("float64"))]
@@ -146,6 +237,31 @@ def median_curves(frame: pd.DataFrame, value: str, band: tuple[float, float] = B
     return out[columns].sort_values(keys + ["iteration"], ignore_index=True)
 
 
+def time_to_tolerance_per_seed(frame: pd.DataFrame, tolerances: Sequence[float] = TOLERANCES) -> pd.DataFrame:
+    """The solver time to reach each relative suboptimality, per seed.
+
+    Needs the ``subopt`` column of :func:`add_suboptimality`. One row per (problem, curve,
+    seed, tolerance) with ``tol``, ``iteration``, ``time_s`` and its spread over repeats
+    ``time_s_min``, ``time_s_max`` at the first point at or below ``tol`` (``inf`` and no
+    iteration when the seed never got there).
+    """
+    ordered = with_problems(frame).sort_values("iteration", kind="stable")
+    cells = ordered.groupby(CELL_KEYS, sort=False).size().index
+    spread = {c: (c if c in ordered and ordered[c].notna().any() else "time_s") for c in ("time_s_min", "time_s_max")}
+    parts = []
+    for tol in tolerances:
+        hits = ordered[ordered["subopt"] <= tol].groupby(CELL_KEYS, sort=False).head(1).set_index(CELL_KEYS)
+        hits = hits.reindex(cells)
+        part = pd.DataFrame({
+            "iteration": hits["iteration"],
+            "time_s": hits["time_s"].fillna(math.inf),
+            "time_s_min": hits[spread["time_s_min"]].fillna(hits["time_s"]).fillna(math.inf),
+            "time_s_max": hits[spread["time_s_max"]].fillna(hits["time_s"]).fillna(math.inf),
+        }).reset_index()
+        parts.append(part.assign(tol=tol))
+    return pd.concat(parts, ignore_index=True)
+
+
 def time_to_tolerance(frame: pd.DataFrame, tolerances: Sequence[float] = TOLERANCES) -> pd.DataFrame:
     """Median over seeds of the solver time to reach each relative suboptimality.
 
@@ -153,14 +269,7 @@ def time_to_tolerance(frame: pd.DataFrame, tolerances: Sequence[float] = TOLERAN
     tolerance) with ``tol``, ``time_s`` (``inf`` when the median seed never reached it),
     ``reached`` and ``n_seeds``.
     """
-    cells = frame.groupby(CELL_KEYS).size().index
-    ordered = frame.sort_values("iteration")
-    parts = []
-    for tol in tolerances:
-        hit = ordered[ordered["subopt"] <= tol].groupby(CELL_KEYS).time_s.first()
-        times = hit.reindex(cells, fill_value=math.inf).rename("time_s").reset_index()
-        parts.append(times.assign(tol=tol))
-    per_seed = pd.concat(parts, ignore_index=True)
+    per_seed = time_to_tolerance_per_seed(frame, tolerances)
     keys = PROBLEM_KEYS + CURVE_KEYS + ["tol"]
     summary = per_seed.groupby(keys, sort=False).time_s.agg(
         time_s=lambda t: float(np.median(t.to_numpy())),
@@ -186,14 +295,16 @@ def cell_summary(frame: pd.DataFrame, metrics: Sequence[str] = ()) -> pd.DataFra
     Columns: the problem and curve keys, ``seeds``, ``loss`` and ``subopt`` (final),
     ``iterations``, ``time_s`` (total solver time), ``time_per_iter`` (solver time after
     ``init`` over the iterations), each metric (final value), ``stop_reasons`` (counts) and
-    ``errors`` (distinct messages). Needs the ``subopt`` column.
+    ``errors`` (distinct messages). Needs the ``subopt`` and ``value`` columns
+    (:func:`add_suboptimality`); ``objective`` is the final value.
     """
-    ordered = frame.sort_values(CELL_KEYS + ["iteration"])
+    ordered = with_problems(frame).sort_values(CELL_KEYS + ["iteration"])
     grouped = ordered.groupby(CELL_KEYS, sort=False)
     first, last = grouped.head(1).set_index(CELL_KEYS), grouped.tail(1).set_index(CELL_KEYS)
     span = last["iteration"] - first["iteration"]
     cells = pd.DataFrame({
         "loss": last["loss"],
+        "objective": last["value"],
         "subopt": last["subopt"],
         "iterations": last["iteration"],
         "time_s": last["time_s"],
@@ -203,7 +314,7 @@ def cell_summary(frame: pd.DataFrame, metrics: Sequence[str] = ()) -> pd.DataFra
         "error": last["error"],
     }).reset_index()
     keys = PROBLEM_KEYS + CURVE_KEYS
-    numeric = ["loss", "subopt", "iterations", "time_s", "time_per_iter", *metrics]
+    numeric = ["loss", "objective", "subopt", "iterations", "time_s", "time_per_iter", *metrics]
     per_curve = cells.groupby(keys, sort=False)
     out = per_curve[numeric].median()
     out.insert(0, "seeds", per_curve.size())
@@ -215,7 +326,7 @@ def cell_summary(frame: pd.DataFrame, metrics: Sequence[str] = ()) -> pd.DataFra
 def failed_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Runs that stopped on an error, a divergence, an interruption or a lost worker process,
     one row per distinct (curve, problem, stop reason, message), with the seeds it happened on."""
-    last = frame.sort_values("iteration").groupby(CELL_KEYS, sort=False).tail(1)
+    last = with_problems(frame).sort_values("iteration").groupby(CELL_KEYS, sort=False).tail(1)
     failed = last[last["stop_reason"].isin(["error", "diverged", "interrupted", "worker_lost"])]
     columns = CURVE_KEYS + PROBLEM_KEYS + ["stop_reason", "error"]
     if failed.empty:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ _METRIC_LABELS = {
     "rmse_H": "RMSE of H (matched, rescaled)",
 }
 LOSS_LABEL = r"loss $\frac{1}{2}\|Y - WH\|_F^2$"
-SUBOPT_LABEL = r"$(f - f^*)\,/\,f^*$"
+OBJECTIVE_LABEL = r"objective $F = \frac{1}{2}\|Y - WH\|_F^2 + g_W + g_H$"
+SUBOPT_LABEL = r"$(F - f^*)\,/\,f^*$"
 TIME_LABEL = "solver time (s)"
 
 
@@ -231,29 +233,41 @@ def _seed_note(frame: pd.DataFrame, band: bool = True) -> str:
 
 
 def f_star_note(frame: pd.DataFrame) -> str:
-    """How ``f*`` was chosen and its value(s), for the figure and the report text."""
-    per_seed = frame.groupby("seed")["f_star"].first()
-    if per_seed.isna().all():
-        return "f* undefined: no solver recorded a finite loss"
-    values = per_seed.dropna()
+    """``f*``, its value(s) and where it comes from, for the figure and the report text."""
+    per_problem = frame.drop_duplicates("problem")
+    values = per_problem["f_star"].dropna()
+    if values.empty:
+        notes = [n for n in pd.unique(frame["objective_note"]) if n] if "objective_note" in frame else []
+        return "f* undefined: " + (notes[0] if notes else "no solver recorded a finite objective")
     if len(values) == 1:
         text = f"f* = {values.iloc[0]:.6g}"
     else:
         text = f"f* = {values.min():.6g} to {values.max():.6g} over {len(values)} seeds"
-    text += " (lowest loss any solver reached)"
+    counts = per_problem.loc[per_problem["f_star"].notna(), "f_star_source"].value_counts(sort=False)
+    if len(counts) == 1 and len(values) > 1:
+        text += f", each from {counts.index[0]}"
+    else:
+        text += ", from " + "; ".join(
+            f"{source}" + (f" ({n} of {len(values)} seeds)" if len(values) > 1 else "") for source, n in counts.items())
     if (values <= 0).any():
-        text += "; absolute gap f - f* where f* = 0"
+        text += "; absolute gap F - f* where f* = 0"
     return text
 
 
+def value_label(frame: pd.DataFrame) -> str:
+    """The y label of the value compared: the loss for the nonnegative problem, else the objective."""
+    return LOSS_LABEL if set(frame["objective_name"]) <= {"nonneg"} else OBJECTIVE_LABEL
+
+
 def convergence_figure(frame: pd.DataFrame, style: Style, title: str) -> Figure:
-    """Loss and relative suboptimality against iterations and against solver time (2 x 2)."""
+    """The objective (the loss, for the nonnegative problem) and relative suboptimality
+    against iterations and against solver time (2 x 2), for the problems of one objective."""
     with figure_context():
         fig = Figure(figsize=(10, 7.4), layout="constrained")
         axes = fig.subplots(2, 2, sharex="col")
         drawn: set = set()
         marked = False
-        rows = ((median_curves(frame, "loss"), LOSS_LABEL), (median_curves(frame, "subopt"), SUBOPT_LABEL))
+        rows = ((median_curves(frame, "value"), value_label(frame)), (median_curves(frame, "subopt"), SUBOPT_LABEL))
         for (curves, ylabel), row in zip(rows, axes):
             for x, ax in zip(("iteration", "time_s"), row):
                 _set_x(ax, x)
@@ -266,12 +280,14 @@ def convergence_figure(frame: pd.DataFrame, style: Style, title: str) -> Figure:
                 ax.set_ylabel(ylabel)
         for ax in axes[0]:
             ax.tick_params(labelbottom=True)
-        axes[0, 0].set_title("loss against iterations")
-        axes[0, 1].set_title("loss against solver time")
+        what = "loss" if value_label(frame) == LOSS_LABEL else "objective"
+        axes[0, 0].set_title(f"{what} against iterations")
+        axes[0, 1].set_title(f"{what} against solver time")
         axes[1, 0].set_title("suboptimality against iterations")
         axes[1, 1].set_title("suboptimality against solver time")
         zero_note = "\n\u25bc on the lower edge: the median reaches 0 (f*) there" if marked else ""
-        fig.suptitle(f"{title}\n{f_star_note(frame)}; {_seed_note(frame)}{zero_note}", fontsize=10)
+        note = textwrap.fill(f"{f_star_note(frame)}; {_seed_note(frame)}", 115)
+        fig.suptitle(f"{title}\n{note}{zero_note}", fontsize=10)
         _legend(fig, style, frame, drawn)
         return fig
 
@@ -335,12 +351,13 @@ def tolerance_figure(frame: pd.DataFrame, style: Style, title: str,
                     why = f" ({abnormal[key]})" if key in abnormal else ""
                     ax.text(low, y, f" not reached{partial}{why}", va="center", fontsize=7.5,
                             color="0.35", style="italic")
-            ax.set_title(f"$(f - f^*)/f^* \\leq$ {tol:.0e}")
+            ax.set_title(f"$(F - f^*)/f^* \\leq$ {tol:.0e}")
             ax.set_xlabel(TIME_LABEL)
         axes[0].set_yticks(range(len(curves)), [style.curve_label(*c) for c in curves])
         axes[0].set_ylim(len(curves) - 0.5, -0.5)
-        fig.suptitle(f"{title}\ntime to tolerance ({_seed_note(frame, band=False)}; first recorded point at "
-                     f"or below the tolerance)", fontsize=10)
+        note = textwrap.fill(f"time to tolerance ({_seed_note(frame, band=False)}; first recorded point at or "
+                             f"below the tolerance); {f_star_note(frame)}", 115)
+        fig.suptitle(f"{title}\n{note}", fontsize=10)
         return fig
 
 

@@ -29,16 +29,19 @@ from tqdm import tqdm
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.results.analysis import (
-    PROBLEM_KEYS,
     TOLERANCES,
     RunData,
     add_suboptimality,
     cell_summary,
     combine_runs,
+    f_star_table,
     failed_cells,
+    known_optima,
     load_runs,
     metric_columns,
+    time_to_tolerance_per_seed,
 )
+from proxmf_bench.results.f_star import read_f_star
 from proxmf_bench.results.figures import (
     FORMATS,
     Style,
@@ -55,6 +58,8 @@ from proxmf_bench.results.table import atomic_write_bytes
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
 SUMMARY_FILE = "summary.csv"
+F_STAR_FILE = "f_star.csv"
+TIMES_FILE = "time_to_tolerance.csv"
 
 
 @dataclass
@@ -100,16 +105,18 @@ def _slug(text: str, taken: set[str]) -> str:
 
 @dataclass
 class _Section:
-    """One problem (dataset, dtype) of the report: its title, figures and summary."""
+    """One dataset in one dtype of the report: a figure pair per objective, the ground-truth
+    metrics of every curve (they do not depend on the objective), the summary."""
 
     dataset: str
     dtype: str
     title: str
     slug: str
-    note: str
+    notes: list[str]  # f* of each objective
     figures: list[tuple[str, bytes, str]]  # (file name stem, png bytes, caption)
     metrics: list[str]
     summary: pd.DataFrame
+    times: pd.DataFrame  # time to tolerance per seed
 
 
 def build_report(
@@ -118,50 +125,68 @@ def build_report(
     figures_dir: str | os.PathLike | None = None,
     formats: Sequence[str] = FORMATS,
     progress: bool = False,
+    f_star: str | os.PathLike | None = None,
 ) -> Report:
-    """Read the run directories and write the HTML report, the figures and ``summary.csv``.
+    """Read the run directories and write the HTML report, the figures, ``summary.csv``,
+    ``f_star.csv`` (f* of each problem and its source) and ``time_to_tolerance.csv`` (per seed).
 
-    ``progress`` shows a bar over the problems (the CLI sets it on a terminal).
+    ``f_star`` is a table of known optima (:func:`~proxmf_bench.results.f_star.read_f_star`),
+    used with those saved in the run directories. ``progress`` shows a bar over the problems
+    (the CLI sets it on a terminal).
     """
+    extra = read_f_star(f_star) if f_star is not None else None
     runs = load_runs(run_dirs)
     html_path, fig_dir = output_paths([r.path for r in runs], output, figures_dir)
-    frame = add_suboptimality(combine_runs(runs))
+    frame = add_suboptimality(combine_runs(runs), known_optima(runs, extra))
     style = Style.from_frame(frame)
     metrics = metric_columns(frame)
     report = Report(html_path, fig_dir)
 
+    def save(base: str, fig) -> bytes:
+        rendered = render(fig, formats)
+        for fmt in formats:
+            path = fig_dir / f"{base}.{fmt}"
+            atomic_write_bytes(path, rendered[fmt])
+            report.files.append(path)
+        return rendered["png"]
+
     sections, taken = [], set()
-    problems = frame.groupby(PROBLEM_KEYS, sort=False)
+    problems = frame.groupby(["dataset", "dtype"], sort=False)
     for (dataset, dtype), sub in tqdm(problems, total=problems.ngroups, desc="report", unit="problem",
                                       disable=not progress, leave=False):
         devices = ", ".join(pd.unique(sub["device"]))
         title = f"{dataset}, {dtype}, {devices}"
         slug = _slug(f"{dataset}-{dtype}", taken)
         present = [m for m in metrics if sub[m].notna().any()]
-        figures = [("convergence", convergence_figure(sub, style, title),
-                    "Loss and relative suboptimality against iterations and solver time.")]
+        objectives = list(pd.unique(sub["objective_name"]))
+        embedded, notes, obj_slugs = [], [], set()
+        for objective in objectives:
+            part = sub[sub["objective_name"] == objective]
+            several = len(objectives) > 1
+            base = f"{slug}_{_slug(objective, obj_slugs)}" if several else slug
+            heading = f"{title}, objective {objective}" if several or objective != "nonneg" else title
+            what = "Loss" if objective == "nonneg" else f"Objective ({objective})"
+            embedded.append((f"{base}_convergence", save(f"{base}_convergence", convergence_figure(part, style, heading)),
+                             f"{what} and relative suboptimality against iterations and solver time."))
+            embedded.append((f"{base}_time-to-tolerance",
+                             save(f"{base}_time-to-tolerance", tolerance_figure(part, style, heading)),
+                             f"Solver time to reach each relative suboptimality ({objective})."))
+            notes.append(f"{objective}: {f_star_note(part)}" if several else f_star_note(part))
         if present:
-            figures.append(("metrics", metrics_figure(sub, present, style, title),
-                            "Ground-truth metrics against solver time: "
-                            + ", ".join(metric_label(m) for m in present) + "."))
-        figures.append(("time-to-tolerance", tolerance_figure(sub, style, title),
-                        "Solver time to reach each relative suboptimality."))
-        embedded = []
-        for name, fig, caption in figures:
-            base = f"{slug}_{name}"
-            rendered = render(fig, formats)
-            for fmt in formats:
-                path = fig_dir / f"{base}.{fmt}"
-                atomic_write_bytes(path, rendered[fmt])
-                report.files.append(path)
-            embedded.append((base, rendered["png"], caption))
+            across = " (every objective: they do not depend on it)" if len(objectives) > 1 else ""
+            embedded.append((f"{slug}_metrics", save(f"{slug}_metrics", metrics_figure(sub, present, style, title)),
+                             "Ground-truth metrics against solver time" + across + ": "
+                             + ", ".join(metric_label(m) for m in present) + "."))
         summary = cell_summary(sub, present)
-        sections.append(_Section(dataset, dtype, title, slug, f_star_note(sub), embedded, present, summary))
+        times = time_to_tolerance_per_seed(sub)
+        sections.append(_Section(dataset, dtype, title, slug, notes, embedded, present, summary, times))
 
-    summaries = pd.concat([s.summary for s in sections], ignore_index=True)
-    csv_path = fig_dir / SUMMARY_FILE
-    atomic_write_bytes(csv_path, summaries.to_csv(index=False).encode())
-    report.files.append(csv_path)
+    for name, table in ((SUMMARY_FILE, pd.concat([s.summary for s in sections], ignore_index=True)),
+                        (F_STAR_FILE, f_star_table(frame, known_optima(runs, extra))),
+                        (TIMES_FILE, pd.concat([s.times for s in sections], ignore_index=True))):
+        csv_path = fig_dir / name
+        atomic_write_bytes(csv_path, table.to_csv(index=False).encode())
+        report.files.append(csv_path)
     page = _page(runs, frame, sections, style, fig_dir, formats)
     atomic_write_bytes(html_path, page.encode("utf-8"))
     return report
@@ -266,40 +291,81 @@ def _errors_block(frame: pd.DataFrame) -> str:
 
 
 def _summary_table(summary: pd.DataFrame, style: Style, frame: pd.DataFrame, metrics: Sequence[str]) -> str:
+    """Final state per curve, ranked within each objective (suboptimality is against that
+    objective's f*); a curve whose objective is unknown says why."""
     several_runs = frame["run"].nunique() > 1
     several_devices = frame["device"].nunique() > 1
-    header = ["solver"] + (["run"] if several_runs else []) + (["device"] if several_devices else [])
-    header += ["seeds", "final loss", "final (f−f*)/f*", "iterations", "solver time", "time / iteration"]
+    objectives = list(pd.unique(summary["objective_name"]))
+    penalised = any(o != "nonneg" for o in objectives)
+    notes = frame.groupby("solver")["objective_note"].first().to_dict()
+    header = ["solver"] + (["objective"] if len(objectives) > 1 else [])
+    header += (["run"] if several_runs else []) + (["device"] if several_devices else [])
+    header += ["seeds", "final loss"] + (["final objective"] if penalised else [])
+    header += ["final (F−f*)/f*", "iterations", "solver time", "time / iteration"]
     header += [f"final {m}" for m in metrics] + ["stop reasons", "errors"]
-    ordered = summary.sort_values(["subopt", "loss"], na_position="last", kind="stable")
+    order = {o: i for i, o in enumerate(objectives)}
+    ordered = summary.assign(_objective=summary["objective_name"].map(order)).sort_values(
+        ["_objective", "subopt", "loss"], na_position="last", kind="stable")
     rows, classes = [], []
     for row in ordered.to_dict("records"):
         swatch = f"<span class='sw' style='background:{style.colors[row['solver']]}'></span>"
         cells = [f"<td class='mono solver'>{swatch}{_e(row['solver'])}</td>"]
+        if len(objectives) > 1:
+            cells.append(f"<td class='mono'>{_e(row['objective_name'])}</td>")
         if several_runs:
             cells.append(f"<td class='mono'>{_e(row['run'])}</td>")
         if several_devices:
             cells.append(f"<td>{_e(row['device'])}</td>")
         iterations = row["iterations"]
+        note = notes.get(row["solver"], "")
+        subopt = _num(row["subopt"], ".2e") if row["subopt"] != 0 else "0 (best)"
+        cells += [f"<td class='num'>{row['seeds']}</td>", f"<td class='num'>{_num(row['loss'], '.6g')}</td>"]
+        if penalised:
+            cells.append(f"<td class='num'>{_num(row['objective'], '.6g')}</td>")
         cells += [
-            f"<td class='num'>{row['seeds']}</td>",
-            f"<td class='num'>{_num(row['loss'], '.6g')}</td>",
-            f"<td class='num'>{_num(row['subopt'], '.2e') if row['subopt'] != 0 else '0 (best)'}</td>",
+            f"<td class='num'>{subopt if not note else 'unknown objective'}</td>",
             f"<td class='num'>{_num(iterations, '.0f' if float(iterations).is_integer() else '.1f')}</td>",
             f"<td class='num'>{_e(format_seconds(row['time_s'])) if pd.notna(row['time_s']) else '&ndash;'}</td>",
             f"<td class='num'>{_e(format_seconds(row['time_per_iter'])) if pd.notna(row['time_per_iter']) else '&ndash;'}</td>",
         ]
         cells += [f"<td class='num'>{_num(row[m], '.4g')}</td>" for m in metrics]
-        cells += [f"<td>{_e(row['stop_reasons'])}</td>", f"<td><span class='err'>{_e(row['errors'])}</span></td>"]
+        errors = "; ".join(e for e in (row["errors"], note) if e)
+        cells += [f"<td>{_e(row['stop_reasons'])}</td>", f"<td><span class='err'>{_e(errors)}</span></td>"]
         rows.append(cells)
         classes.append("bad" if row["errors"] or "diverged" in row["stop_reasons"] else "")
     return _table(header, rows, classes)
 
 
+def _times_table(times: pd.DataFrame, style: Style, frame: pd.DataFrame) -> str:
+    """Time to each tolerance per seed, with its spread over repeats where cells were repeated."""
+    several_runs = frame["run"].nunique() > 1
+    several_devices = frame["device"].nunique() > 1
+    repeated = bool((times["time_s_max"] > times["time_s_min"]).any())
+    header = ["solver"] + (["run"] if several_runs else []) + (["device"] if several_devices else []) + ["seed"]
+    header += [f"to {t:.0e}" for t in TOLERANCES]
+    wide = times.pivot_table(index=["solver", "run", "device", "seed"], columns="tol",
+                             values=["time_s", "time_s_min", "time_s_max"], aggfunc="first", sort=False)
+    rows = []
+    for (solver, run, device, seed), row in wide.iterrows():
+        swatch = f"<span class='sw' style='background:{style.colors[solver]}'></span>"
+        cells = [f"<td class='mono solver'>{swatch}{_e(solver)}</td>"]
+        cells += [f"<td class='mono'>{_e(run)}</td>"] if several_runs else []
+        cells += [f"<td>{_e(device)}</td>"] if several_devices else []
+        cells.append(f"<td class='num'>{seed}</td>")
+        for tol in TOLERANCES:
+            t, lo, hi = (row[(c, tol)] for c in ("time_s", "time_s_min", "time_s_max"))
+            text = format_seconds(t)
+            if repeated and math.isfinite(t):
+                text += f" ({format_seconds(lo)} to {format_seconds(hi)})"
+            cells.append(f"<td class='num'>{_e(text)}</td>")
+        rows.append(cells)
+    return _table(header, rows)
+
+
 def _section_html(section: _Section, style: Style, frame: pd.DataFrame) -> str:
     sub = frame[(frame["dataset"] == section.dataset) & (frame["dtype"] == section.dtype)]
-    parts = [f"<h2 id='{_e(section.slug)}'><span class='mono'>{_e(section.title)}</span></h2>",
-             f"<p class='muted'>{_e(section.note)}.</p>"]
+    parts = [f"<h2 id='{_e(section.slug)}'><span class='mono'>{_e(section.title)}</span></h2>"]
+    parts += [f"<p class='muted'>{_e(note)}.</p>" for note in section.notes]
     for name, png, caption in section.figures:
         data = base64.b64encode(png).decode("ascii")
         parts.append(
@@ -308,6 +374,11 @@ def _section_html(section: _Section, style: Style, frame: pd.DataFrame) -> str:
         )
     parts.append("<h3>Summary</h3>")
     parts.append(_summary_table(section.summary, style, sub, section.metrics))
+    repeats = "; in brackets the range over the repeats of each cell" if (
+        section.times["time_s_max"] > section.times["time_s_min"]).any() else ""
+    parts.append(f"<h3>Time to tolerance per seed</h3><p class='muted'>Solver time at the first recorded point "
+                 f"at or below each tolerance{repeats}.</p>")
+    parts.append(_times_table(section.times, style, sub))
     return "\n".join(parts)
 
 
@@ -321,7 +392,8 @@ def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Sect
     )
     body = [
         "<h1>proxmf-bench report</h1>",
-        f"<p class='muted'>{len(runs)} run(s), {len(sections)} problem(s), {len(style.solvers)} solver(s), "
+        f"<p class='muted'>{len(runs)} run(s), {len(sections)} dataset(s), {frame['problem'].nunique()} problem(s), "
+        f"{len(style.solvers)} solver(s), "
         f"{frame.groupby(['run', 'dataset', 'dtype', 'device', 'solver', 'seed']).ngroups} solver runs.</p>",
         f"<p>Solvers: {solvers}</p>",
         _errors_block(frame),
@@ -329,16 +401,28 @@ def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Sect
         _runs_table(runs),
         "<h2 id='reading'>How to read this report</h2>",
         "<ul>"
-        "<li>A problem is a dataset in one dtype; its seeds are instances of it. Runs and devices "
-        "given together are overlaid on the same axes, told apart by line style.</li>"
-        "<li><i>f*</i> is, per seed, the lowest loss any solver reached on that instance in any of "
-        "the runs shown; suboptimality is <i>(f − f*) / f*</i>, so the best run of each seed ends "
-        "at 0, below the log axis.</li>"
+        "<li>A problem is a dataset with its parameters, in one dtype, for one seed and one objective: "
+        "the loss <i>1/2 ||Y − WH||²</i> plus the penalties of the solver's prox operators "
+        "(<i>F = f + g<sub>W</sub> + g<sub>H</sub></i>; projections add 0). MU, NALMU, the peers and "
+        "PGM with the default proxes solve the nonnegative problem (<code>nonneg</code>). Solvers are "
+        "compared only within a problem: each objective of a dataset has its own figures and f*. Runs "
+        "and devices given together are overlaid on the same axes, told apart by line style.</li>"
+        "<li><i>f*</i> of a problem is the lowest of its reference optimum (<code>proxmf-bench "
+        "reference</code>, <code>run --reference</code>), a value given with <code>--f-star</code>, "
+        "and the lowest objective any run shown reached; where it comes from is stated with each "
+        "figure and in <code>f_star.csv</code>. Suboptimality is <i>(F − f*) / f*</i>. Without a "
+        "reference, the best run of each seed ends at 0, below the log axis, and adding a run can "
+        "move f*.</li>"
+        "<li>A prox operator that is neither a projection nor declares a penalty (such as "
+        "<code>unity</code>) minimises no stated objective: its objective is unknown and it has no "
+        "suboptimality; the summary says so.</li>"
         "<li>Lines are medians over seeds at each recorded iteration, bands the 25th to 75th "
         "percentile; a curve ends where more than half of its seeds stopped.</li>"
         f"<li>Time to tolerance ({_e(tols)}): solver time at the first recorded point at or below "
         "the tolerance (points are recorded on a geometric schedule, so this is an upper bound); "
-        "the median over seeds, with a seed that never got there counted as never.</li>"
+        "the figures show the median over seeds, with a seed that never got there counted as never, "
+        "the tables each seed, with the range over repeats when cells were timed several times "
+        "(<code>--repeat</code>; <code>time_s</code> is then the median of the repeats).</li>"
         "<li>Solver time excludes loss and metric evaluation; time per iteration excludes "
         "<code>init</code>.</li></ul>",
         f"<nav><b>Problems</b><ul>{nav}</ul></nav>",

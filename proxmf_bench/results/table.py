@@ -36,7 +36,13 @@ COLUMNS = (
     "run_id", "solver", "solver_params", "dataset", "dataset_params", "device", "dtype",
     "seed", "iteration", "time_s", "loss", "stop_reason",
 )
-EXTRA_COLUMNS = ("solver_name", "dataset_name", "error", "threads")
+EXTRA_COLUMNS = (
+    "solver_name", "dataset_name", "error", "threads",
+    # what the run minimises and the problem it belongs to (see the README, "Problems and f*")
+    "objective", "problem", "objective_name", "objective_note",
+    # the spread of time_s over --repeat runs
+    "time_s_min", "time_s_max",
+)
 # Metric columns that are a function of the loss alone (reports plot the loss instead).
 LOSS_DERIVED_COLUMNS = ("rel_error",)
 
@@ -45,6 +51,8 @@ _DTYPES = {
     "dataset_params": "string", "device": "string", "dtype": "string", "seed": "int64",
     "iteration": "int64", "time_s": "float64", "loss": "float64", "stop_reason": "string",
     "solver_name": "string", "dataset_name": "string", "error": "string", "threads": "int64",
+    "objective": "float64", "problem": "string", "objective_name": "string", "objective_note": "string",
+    "time_s_min": "float64", "time_s_max": "float64",
 }
 
 
@@ -78,7 +86,13 @@ def concat_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """Public columns first, then the extra ones, then metrics sorted by name; typed."""
+    """Public columns first, then the extra ones (missing ones from older files added as
+    empty), then metrics sorted by name; typed."""
+    missing = [c for c in EXTRA_COLUMNS if c not in frame.columns]
+    if missing:
+        empty = {"float64": math.nan, "int64": 0}
+        frame = frame.assign(**{c: pd.array([empty.get(_DTYPES[c], pd.NA)] * len(frame), dtype=_DTYPES[c])
+                                for c in missing})
     metrics = sorted(c for c in frame.columns if c not in COLUMNS and c not in EXTRA_COLUMNS)
     frame = frame[list(COLUMNS) + list(EXTRA_COLUMNS) + metrics]
     types = {c: t for c, t in _DTYPES.items() if c in frame.columns}
@@ -92,7 +106,7 @@ def _umask() -> int:
     return mask
 
 
-TIMING_COLUMNS = ("time_s",)
+TIMING_COLUMNS = ("time_s", "time_s_min", "time_s_max")
 
 
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +115,7 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
     Two runs of the same grid (serial, ``--jobs``, dask, resumed) give equal tables here.
     """
     keys = ["solver", "dataset", "device", "dtype", "seed", "iteration"]
-    out = frame.drop(columns=["run_id", *TIMING_COLUMNS]).sort_values(keys, kind="stable")
+    out = frame.drop(columns=["run_id", *(c for c in TIMING_COLUMNS if c in frame)]).sort_values(keys, kind="stable")
     return out.reset_index(drop=True)
 
 

@@ -27,14 +27,17 @@ RERUN_REASONS = ("interrupted", "worker_lost")
 
 @dataclass(frozen=True)
 class Limits:
-    """When a cell stops. ``max_time`` is solver seconds; ``tol`` is on relative loss change."""
+    """When a cell stops. ``max_time`` is solver seconds; ``tol`` is on relative loss change.
+    ``max_iter=None`` puts no cap on the iterations (then ``max_time`` must be set)."""
 
-    max_iter: int = 200
+    max_iter: int | None = 200
     max_time: float | None = None
     tol: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_iter < 0:
+        if self.max_iter is None and self.max_time is None:
+            raise UserError("a run needs --max-iter or --max-time: without either it would never stop")
+        if self.max_iter is not None and self.max_iter < 0:
             raise UserError(f"--max-iter must be >= 0, got {self.max_iter}")
         if self.max_time is not None and not self.max_time > 0:
             raise UserError(f"--max-time must be > 0 seconds, got {self.max_time}")
@@ -94,6 +97,14 @@ class Cell:
     def describe(self) -> str:
         return f"{self.solver.label} on {self.dataset.label} ({self.device}, {self.dtype}, seed {self.seed})"
 
+    def problem_key(self, objective: str) -> str:
+        """The problem this cell solves, as canonical JSON: the dataset with its resolved
+        parameters, the dtype, the seed and the objective's canonical name (device and solver
+        left out: every solver of one problem, on any device, solves the same one)."""
+        return json.dumps({"dataset": self.dataset.name, "params": json.loads(self.dataset.params_json()),
+                           "dtype": self.dtype, "seed": self.seed, "objective": objective},
+                          sort_keys=True, separators=(",", ":"))
+
 
 @dataclass
 class CellResult:
@@ -126,5 +137,7 @@ class CellObserver:
     def cell_started(self, cell: Cell, index: int, total: int) -> None: ...
 
     def recorded(self, cell: Cell, iteration: int, time_s: float, loss: float) -> None: ...
+
+    def repeat_started(self, cell: Cell, repeat: int, total: int) -> None: ...
 
     def cell_finished(self, result: CellResult) -> None: ...

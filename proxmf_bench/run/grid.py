@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Sequence
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -73,6 +74,59 @@ def parse_dtypes(text: str) -> list[str]:
     return out
 
 
+def parse_seeds(value: int | str | Sequence[int]) -> tuple[int, ...]:
+    """The seeds of ``--seeds``: a count ``N`` (seeds ``0..N-1``), a list ``0,3,7``, a range
+    ``10-19`` (both ends included), or a mix ``0,10-12``; a ``UserError`` for anything else.
+
+    A single number is a count (the seed ``5`` alone is ``5-5``). Seeds are nonnegative and
+    listed once each; a grid has at most :data:`MAX_CELLS` of them.
+    """
+    if isinstance(value, bool):
+        raise UserError(f"--seeds must be a count, a list or a range, got {value!r}")
+    if isinstance(value, int):
+        return _seed_count(value)
+    if not isinstance(value, str):
+        items = list(value)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise UserError(f"--seeds must be integers, got {items!r}")
+        return _distinct([*items], str(items))
+    text = value.strip()
+    if text.isdigit():
+        return _seed_count(int(text))
+    seeds: list[int] = []
+    for item in (t.strip() for t in text.split(",")):
+        low, dash, high = item.partition("-")
+        if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
+            raise UserError(f"--seeds {value!r} is not a count (5), a list (0,3,7) or a range (10-19): "
+                            f"cannot read {item!r}")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise UserError(f"--seeds range {item!r} ends before it starts")
+        if len(seeds) + last - first + 1 > MAX_CELLS:
+            raise UserError(f"--seeds {value!r} gives more than {MAX_CELLS:,} seeds")
+        seeds.extend(range(first, last + 1))
+    return _distinct(seeds, repr(value))
+
+
+def _seed_count(count: int) -> tuple[int, ...]:
+    if count < 1:
+        raise UserError(f"--seeds must be >= 1, got {count}")
+    if count > MAX_CELLS:
+        raise UserError(f"--seeds {count} is more than the {MAX_CELLS:,} seeds a grid may have")
+    return tuple(range(count))
+
+
+def _distinct(seeds: list[int], text: str) -> tuple[int, ...]:
+    if any(s < 0 for s in seeds):
+        raise UserError(f"--seeds {text}: seeds must be >= 0")
+    seen: set[int] = set()
+    for s in seeds:
+        if s in seen:
+            raise UserError(f"--seeds {text} lists the seed {s} twice")
+        seen.add(s)
+    return tuple(seeds)
+
+
 def build_cells(
     solvers: list[Variant], datasets: list[Variant], devices: list[str], dtypes: list[str], seeds: list[int],
     limits: Limits = Limits(), schedule: RecordSchedule = RecordSchedule(),
@@ -90,17 +144,22 @@ def build_cells(
 
 @dataclass(frozen=True)
 class GridSpec:
-    """Selections and settings of a run; :meth:`cells` resolves them against a registry."""
+    """Selections and settings of a run; :meth:`cells` resolves them against a registry.
+
+    ``seeds`` are the seeds themselves (a manifest written before lists were accepted holds
+    a count, read as ``0..N-1``); ``repeat`` is how many times each cell is timed.
+    """
 
     solvers: str
     datasets: str
     devices: tuple[str, ...]
     dtypes: tuple[str, ...]
-    seeds: int
-    max_iter: int
+    seeds: tuple[int, ...]
+    max_iter: int | None
     max_time: float | None
     tol: float | None
     threads: int
+    repeat: int = 1
 
     @property
     def limits(self) -> Limits:
@@ -114,32 +173,36 @@ class GridSpec:
     def cells(self, registry: Registry, variants: tuple[list[Variant], list[Variant]] | None = None) -> list[Cell]:
         """Every cell of the grid, in execution order (``variants``: from :meth:`variants`)."""
         solvers, datasets = variants if variants is not None else self.variants(registry)
-        count = len(solvers) * len(datasets) * len(self.devices) * len(self.dtypes) * self.seeds
+        count = len(solvers) * len(datasets) * len(self.devices) * len(self.dtypes) * len(self.seeds)
         if count > MAX_CELLS:
             raise UserError(
                 f"the grid has {count:,} cells ({len(solvers)} solver variants x {len(datasets)} datasets x "
-                f"{len(self.devices)} devices x {len(self.dtypes)} dtypes x {self.seeds} seeds); "
+                f"{len(self.devices)} devices x {len(self.dtypes)} dtypes x {len(self.seeds)} seeds); "
                 f"at most {MAX_CELLS:,} are allowed in one run"
             )
-        return build_cells(solvers, datasets, list(self.devices), list(self.dtypes), list(range(self.seeds)),
+        return build_cells(solvers, datasets, list(self.devices), list(self.dtypes), list(self.seeds),
                            self.limits, RecordSchedule())
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["devices"], out["dtypes"] = list(self.devices), list(self.dtypes)
+        out["devices"], out["dtypes"], out["seeds"] = list(self.devices), list(self.dtypes), list(self.seeds)
         return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "the grid") -> GridSpec:
         """The spec saved by :meth:`to_dict`; a ``UserError`` naming ``where`` and the field if
-        ``data`` is not one (a missing field, a wrong type, a value out of range)."""
+        ``data`` is not one (a missing field, a wrong type, a value out of range). A field with a
+        default (``repeat``) may be absent: manifests written before it existed lack it."""
         if not isinstance(data, dict):
             raise UserError(f"{where}: the grid is {_kind(data)}, not an object")
         values = {}
         for f in fields(cls):
-            if f.name not in data:
+            if f.name in data:
+                values[f.name] = _checked_field(f.name, data[f.name], where)
+            elif f.default is MISSING:
                 raise UserError(f"{where}: the grid lacks {f.name!r}")
-            values[f.name] = _checked_field(f.name, data[f.name], where)
+        if values["max_iter"] is None and values["max_time"] is None:
+            raise UserError(f"{where}: max_iter and max_time are both null: the run would never stop")
         return cls(**values)
 
 
@@ -170,11 +233,13 @@ _FIELDS = {
     "datasets": (lambda v: isinstance(v, str) and bool(v.strip()), "a selection string"),
     "devices": (_is_names, "a non-empty list of device names"),
     "dtypes": (lambda v: _is_names(v) and all(d in DTYPES for d in v), f"a non-empty list of {', '.join(DTYPES)}"),
-    "seeds": (lambda v: _is_int(v) and 1 <= v <= MAX_CELLS, f"an integer from 1 to {MAX_CELLS}"),
-    "max_iter": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "seeds": (lambda v: _is_int(v) or (isinstance(v, list) and bool(v) and all(_is_int(s) for s in v)),
+              "a count or a non-empty list of integers"),
+    "max_iter": (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0"),
     "max_time": (lambda v: v is None or (_is_number(v) and v > 0), "null or a finite number > 0"),
     "tol": (lambda v: v is None or (_is_number(v) and v >= 0), "null or a finite number >= 0"),
     "threads": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "repeat": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
 }
 
 
@@ -182,6 +247,11 @@ def _checked_field(name: str, value: Any, where: str) -> Any:
     test, description = _FIELDS[name]
     if not test(value):
         raise UserError(f"{where}: {name} must be {description}, got {_kind(value)}")
+    if name == "seeds":
+        try:
+            return parse_seeds(value)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
     return tuple(value) if name in ("devices", "dtypes") else value
 
 
@@ -241,10 +311,10 @@ def explain_changes(saved: dict[str, Any], spec: GridSpec, cells: list[Cell]) ->
     old = GridSpec.from_dict(saved["grid"])
     old_schedule = RecordSchedule(**saved["record_schedule"])
     reasons = []
-    for name in ("max_iter", "max_time", "tol", "threads"):
+    for name in ("max_iter", "max_time", "tol", "threads", "repeat"):
         before, after = getattr(old, name), getattr(spec, name)
         if before != after:
-            reasons.append(f"{name.replace('_', '-')} {before} -> {after}")
+            reasons.append(f"{name.replace('_', '-')} {_setting(before)} -> {_setting(after)}")
     if cells and cells[0].schedule != old_schedule:
         reasons.append(f"record schedule {old_schedule.to_dict()} -> {cells[0].schedule.to_dict()} "
                        f"(another proxmf-bench version)")
@@ -260,6 +330,10 @@ def explain_changes(saved: dict[str, Any], spec: GridSpec, cells: list[Cell]) ->
     if (added or removed) and all(getattr(old, f) == getattr(spec, f) for f in ("solvers", "datasets", "devices", "dtypes", "seeds")):
         reasons.append("the selection is unchanged, so the plugins, their default grids or the data files named in it changed")
     return ", ".join(reasons) or None
+
+
+def _setting(value: Any) -> str:
+    return "none" if value is None else str(value)
 
 
 def _show(brief: dict[str, Any]) -> str:

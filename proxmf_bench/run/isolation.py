@@ -426,6 +426,7 @@ def _worker_main() -> int:
 
     cache = ProblemCache(registry)
     schedule = RecordSchedule()
+    repeat = payload["grid"].get("repeat", 1)
     while not state.stopping:
         message = _receive(proto_in)
         if message is None or message[0] != "run":
@@ -437,7 +438,7 @@ def _worker_main() -> int:
             return 1
         try:
             state.running = True
-            result = run_grid_cell(registry, cells[index], limits, schedule, cache)
+            result = run_grid_cell(registry, cells[index], limits, schedule, cache, repeat=repeat)
         except Interrupted as stop:
             result = stop.result
         except KeyboardInterrupt:

@@ -28,11 +28,12 @@ from proxmf_bench.plugin.data_files import check_root, use_data_dir
 from proxmf_bench.plugin.data_files import data_dir as resolve_data_dir
 from proxmf_bench.plugin.registry import Registry, load_registry
 from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.results.f_star import REFERENCE_FILE, USER_F_STAR_FILE, read_f_star, write_f_star
 from proxmf_bench.results.table import META_FILE, concat_frames, load_meta, write_meta, write_results
 from proxmf_bench.run import environment
 from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits
 from proxmf_bench.run.dask_backend import DEFAULT_TIMEOUT as DEFAULT_DASK_TIMEOUT
-from proxmf_bench.run.grid import GridSpec, explain_changes, manifest, parse_devices, parse_dtypes
+from proxmf_bench.run.grid import GridSpec, explain_changes, manifest, parse_devices, parse_dtypes, parse_seeds
 from proxmf_bench.run.interrupts import InterruptGuard
 from proxmf_bench.run.resources import MAX_SIZE, format_bytes, parse_size
 from proxmf_bench.run.serial import preflight, run_grid
@@ -48,7 +49,7 @@ MIN_WORKER_MEMORY = 512 << 20
 # for a new run, the saved value when resuming.
 GRID_DEFAULTS: dict[str, Any] = {
     "solvers": "all", "datasets": "synthetic", "devices": "cpu", "dtypes": "float64", "seeds": 1,
-    "max_iter": 200, "max_time": None, "tol": None, "threads": 1,
+    "max_iter": 200, "max_time": None, "tol": None, "threads": 1, "repeat": 1,
 }
 
 
@@ -56,10 +57,18 @@ GRID_DEFAULTS: dict[str, Any] = {
 class RunOptions:
     """What to run and how: the ``run`` command's flags.
 
-    Grid options (``solvers`` .. ``threads``) left at ``None`` take their default
+    Grid options (``solvers`` .. ``repeat``) left at ``None`` take their default
     (``solvers="all"``, ``datasets="synthetic"``, ``devices="cpu"``, ``dtypes="float64"``,
-    ``seeds=1``, ``max_iter=200``, ``threads=1``), or when resuming the value saved with the
-    run. Selections use the ``name[key=value]`` syntax. ``out`` is the run directory (default
+    ``seeds=1``, ``max_iter=200``, ``threads=1``, ``repeat=1``), or when resuming the value
+    saved with the run; ``max_time`` given without ``max_iter`` means no iteration cap.
+    Selections use the ``name[key=value]`` syntax. ``seeds`` is a count ``N`` (seeds
+    ``0..N-1``), a sequence of seeds, or the text of ``--seeds`` (``"0,3,7"``, ``"10-19"``).
+    ``repeat=K`` times every cell ``K`` times (see :mod:`proxmf_bench.run.harness`).
+
+    - ``reference=True`` computes, once the cells are done, the reference optimum of every
+      problem of the grid (:mod:`proxmf_bench.run.reference`, cached in ``cache_dir``) and
+      writes them with the run; ``f_star`` is a table of known optima (``problem,f_star``),
+      checked and copied into the run directory. Reports use both. ``out`` is the run directory (default
     ``results/<run-id>``); ``data_dir`` is where datasets read their files (default
     ``$PROXMF_BENCH_DATA``, then a per-user cache directory; see
     :mod:`proxmf_bench.plugin.data_files`).
@@ -86,11 +95,12 @@ class RunOptions:
     datasets: str | None = None
     devices: str | None = None
     dtypes: str | None = None
-    seeds: int | None = None
+    seeds: int | str | Sequence[int] | None = None
     max_iter: int | None = None
     max_time: float | None = None
     tol: float | None = None
     threads: int | None = None
+    repeat: int | None = None
     out: str | os.PathLike | None = None
     resume: str | os.PathLike | None = None
     data_dir: str | os.PathLike | None = None
@@ -103,14 +113,19 @@ class RunOptions:
     dashboard: str | None = None
     plugin_files: Sequence[str | os.PathLike] = ()
     strict_plugins: bool = False
+    reference: bool = False
+    cache_dir: str | os.PathLike | None = None
+    f_star: str | os.PathLike | None = None
 
     def grid_options(self, saved: dict[str, Any] | None) -> dict[str, Any]:
         """The grid options: given ones over the saved ones (when resuming) over the defaults."""
         base = dict(GRID_DEFAULTS)
         if saved is not None:
             grid = saved["grid"]
-            base.update({k: grid[k] for k in ("solvers", "datasets", "seeds", "max_iter", "max_time", "tol", "threads")})
+            base.update({k: grid[k] for k in GRID_DEFAULTS if k in grid and k not in ("devices", "dtypes")})
             base.update(devices=",".join(grid["devices"]), dtypes=",".join(grid["dtypes"]))
+        elif self.max_time is not None:  # --max-time alone: no iteration cap
+            base["max_iter"] = None
         given = {k: getattr(self, k) for k in GRID_DEFAULTS}
         return {k: v if v is not None else base[k] for k, v in given.items()}
 
@@ -210,7 +225,7 @@ def run_benchmark(
     /,
     *,
     registry: Registry | None = None,
-    observer_factory: Callable[[int, int], CellObserver] | None = None,
+    observer_factory: Callable[[int, Limits], CellObserver] | None = None,
     command: Sequence[str] | None = None,
     **fields: Any,
 ) -> RunOutput:
@@ -220,7 +235,7 @@ def run_benchmark(
     solvers="mu", seeds=2)``) mirror the ``run`` command's flags; see :class:`RunOptions`.
     All input is checked, and every dataset loaded once, before the first solver starts.
     ``registry`` defaults to one loaded from ``options.plugin_files``. ``observer_factory``,
-    if given, is called with ``(n_cells, max_iter)`` and returns a
+    if given, is called with ``(n_cells, limits)`` (a :class:`~proxmf_bench.run.cells.Limits`) and returns a
     :class:`~proxmf_bench.run.cells.CellObserver` (the CLI passes a progress display).
     ``command`` is recorded in ``meta.json`` (default ``sys.argv``). Each cell is written to
     ``RUN_DIR/cells/`` as soon as it finishes.
@@ -268,10 +283,12 @@ def _plan(options: RunOptions, registry: Registry | None, held: ExitStack) -> _P
         saved = store.read_manifest()
         history = _previous_sessions(store.run_dir)
     grid = options.grid_options(saved)
-    if grid["seeds"] < 1:
-        raise UserError(f"--seeds must be >= 1, got {grid['seeds']}")
+    seeds = parse_seeds(grid["seeds"])
     if grid["threads"] < 1:
         raise UserError(f"--threads must be >= 1, got {grid['threads']}")
+    if grid["repeat"] < 1:
+        raise UserError(f"--repeat must be >= 1, got {grid['repeat']}")
+    f_star = read_f_star(options.f_star) if options.f_star is not None else None
     if execution.scheduler is None:  # the cells run on this machine: do not oversubscribe its CPUs
         _check_cpus(execution.jobs, grid["threads"])
     limits = Limits(max_iter=grid["max_iter"], max_time=grid["max_time"], tol=grid["tol"])
@@ -282,8 +299,8 @@ def _plan(options: RunOptions, registry: Registry | None, held: ExitStack) -> _P
     spec = GridSpec(
         solvers=grid["solvers"], datasets=grid["datasets"],
         devices=tuple(parse_devices(grid["devices"], require_available=execution.scheduler is None)),
-        dtypes=tuple(parse_dtypes(grid["dtypes"])), seeds=grid["seeds"], max_iter=limits.max_iter,
-        max_time=limits.max_time, tol=limits.tol, threads=grid["threads"],
+        dtypes=tuple(parse_dtypes(grid["dtypes"])), seeds=seeds, max_iter=limits.max_iter,
+        max_time=limits.max_time, tol=limits.tol, threads=grid["threads"], repeat=grid["repeat"],
     )
     solver_variants, dataset_variants = spec.variants(registry)
     cells = spec.cells(registry, (solver_variants, dataset_variants))
@@ -305,7 +322,8 @@ def _plan(options: RunOptions, registry: Registry | None, held: ExitStack) -> _P
     if data_dir is not None:
         check_root(*resolve_data_dir(data_dir))
     return _Plan(spec, cells, solver_variants, dataset_variants, registry, store, run_id, saved is not None, execution,
-                 None if data_dir is None else str(Path(data_dir).expanduser().absolute()), history)
+                 None if data_dir is None else str(Path(data_dir).expanduser().absolute()), history,
+                 options.reference, options.cache_dir, f_star)
 
 
 def _check_saved_plugins(saved: dict[str, Any], registry: Registry, store: RunStore) -> None:
@@ -335,6 +353,9 @@ class _Plan:
     execution: Execution
     data_dir: str | None  # given explicitly: worker processes (also on dask) read from there
     history: list[dict[str, Any]]  # the sessions recorded in meta.json before this one
+    reference: bool = False
+    cache_dir: str | os.PathLike | None = None
+    f_star: pd.DataFrame | None = None  # given with --f-star, checked
 
 
 def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None, cluster) -> RunOutput:
@@ -354,7 +375,7 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None, clust
     if store.lock_warning:
         warnings.append(store.lock_warning)
     pending = [i for i, cell in enumerate(cells) if cell.id not in frames]
-    observer: CellObserver | None = observer_factory(len(pending), spec.max_iter) if observer_factory else None
+    observer: CellObserver | None = observer_factory(len(pending), spec.limits) if observer_factory else None
 
     ran: list[str] = []  # ids of the cells this session ran
     resume_hint = f"finished cells are kept in {store.run_dir}; continue with: proxmf-bench run --resume {store.run_dir}"
@@ -381,7 +402,7 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None, clust
                     interrupted = False
                 elif not plan.execution.parallel:
                     interrupted = run_grid(plan.registry, [cells[i] for i in pending], spec.limits,
-                                           observer=observer, on_result=persist).interrupted
+                                           observer=observer, on_result=persist, repeat=spec.repeat).interrupted
                 else:
                     payload = {"registry": plan.registry.source, "grid": spec.to_dict(), "data_dir": plan.data_dir}
                     interrupted = _run_parallel(plan.execution, cluster, payload, cells, pending, persist_and_show,
@@ -389,11 +410,15 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None, clust
             finally:
                 if observer is not None and hasattr(observer, "close"):
                     observer.close()
+            if plan.reference and not interrupted:
+                _write_references(plan)
         except KeyboardInterrupt:
             interrupted = True
         except ExecutionError as exc:
             interrupted, failure = False, exc
         with guard.deferred():
+            if plan.f_star is not None:
+                write_f_star(store.run_dir / USER_F_STAR_FILE, plan.f_star)
             output = _finish(plan, frames, len(ran), command, started, interrupted, failure)
     if failure is not None:
         raise ExecutionError(f"{failure}; {resume_hint}") from None
@@ -403,6 +428,14 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None, clust
     if output.interrupted and output.signal is None:
         output.signal = signal.SIGINT
     return output
+
+
+def _write_references(plan: _Plan) -> None:
+    """The reference optima of the grid's problems, into ``RUN_DIR/reference.csv``."""
+    from proxmf_bench.run.reference import grid_references, reference_table
+
+    references = grid_references(plan.registry, plan.cells, cache_dir=plan.cache_dir, progress=sys.stderr.isatty())
+    write_f_star(plan.store.run_dir / REFERENCE_FILE, reference_table(references))
 
 
 def _check_cpus(jobs: int | None, threads: int) -> None:
@@ -464,10 +497,11 @@ def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, s
             "datasets": [v.label for v in plan.dataset_variants],
             "devices": list(spec.devices),
             "dtypes": list(spec.dtypes),
-            "seeds": list(range(spec.seeds)),
+            "seeds": list(spec.seeds),
             "max_iter": spec.max_iter,
             "max_time": spec.max_time,
             "tol": spec.tol,
+            "repeat": spec.repeat,
         },
         "cells": {"total": len(cells), "finished": len(frames), "stop_reasons": stops.value_counts().to_dict()},
         "interrupted": interrupted,

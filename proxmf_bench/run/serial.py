@@ -19,7 +19,7 @@ from proxmf_bench.plugin.registry import Registry
 from proxmf_bench.plugin.selection import Variant
 from proxmf_bench.problem.integrity import ProblemSeal
 from proxmf_bench.problem.problem import Problem
-from proxmf_bench.problem.start import StartingPoint, initial_factors
+from proxmf_bench.problem.start import DataFingerprint, StartingPoint, data_fingerprint, initial_factors
 from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits, failed_result
 from proxmf_bench.run.grid import DTYPES
 from proxmf_bench.run.harness import Interrupted, plugin_failure, run_cell
@@ -66,6 +66,7 @@ class ProblemCache:
         self.key: tuple | None = None
         self.problem: Problem | None = None
         self.start: StartingPoint | None = None
+        self.fingerprint: DataFingerprint | None = None
         self.error = ""
         self.seal: ProblemSeal | None = None
         self._damaged: tuple[tuple, ProblemSeal] | None = None  # (key, seal as first loaded)
@@ -74,11 +75,12 @@ class ProblemCache:
         """``(problem, "")``, or ``(None, reason)`` when the dataset failed to load."""
         key = (cell.dataset, cell.seed, cell.device, cell.dtype)
         if key != self.key:
-            self.key, self.problem, self.start, self.seal, self.error = key, None, None, None, ""
+            self.key, self.problem, self.start, self.seal, self.fingerprint, self.error = key, None, None, None, None, ""
             try:
                 spec = self.registry.get_dataset(cell.dataset.name)
                 problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
-                W0, H0 = initial_factors(problem, cell.seed, key=cell.dataset.name + cell.dataset.params_json())
+                fingerprint = data_fingerprint(problem)
+                W0, H0 = initial_factors(problem, cell.seed, fingerprint)
                 start = StartingPoint(problem, W0, H0)
                 seal = ProblemSeal(problem, start)
             except (Exception, SystemExit, KeyboardInterrupt) as exc:  # recorded per cell; the grid goes on
@@ -91,7 +93,7 @@ class ProblemCache:
                 self.error = (f"dataset {cell.dataset.label} returned the data an earlier solver modified in place "
                               f"(it hands out shared tensors, not copies: Problem.to(..., copy=True))")
                 return self.problem, self.error
-            self.problem, self.start, self.seal = problem, start, seal
+            self.problem, self.start, self.seal, self.fingerprint = problem, start, seal, fingerprint
             self._damaged = None
         return self.problem, self.error
 
@@ -118,8 +120,11 @@ def run_grid_cell(
     schedule: RecordSchedule,
     cache: ProblemCache,
     observer: CellObserver | None = None,
+    repeat: int = 1,
 ) -> CellResult:
-    """Run one cell of a grid: load (or reuse) its problem, then :func:`run_cell`.
+    """Run one cell of a grid: load (or reuse) its problem, then :func:`run_cell` with the
+    objective the solver declares, and the problem key (:meth:`Cell.problem_key`), objective
+    name and, where no objective value is known, why, recorded with every point.
 
     Raises :class:`~proxmf_bench.run.harness.Interrupted` (carrying the partial result) on
     Ctrl-C inside the solver loop.
@@ -130,9 +135,13 @@ def run_grid_cell(
         if observer is not None:
             observer.cell_finished(result)
         return result
-    factory = registry.get_solver(cell.solver.name).factory
-    return run_cell(factory, cell, problem, *cache.start.copies(), limits, schedule, observer, cache.start,
-                    check=cache.check)
+    spec = registry.get_solver(cell.solver.name)
+    objective = spec.objective_for(cell.solver.params)
+    name = objective.name(problem.fixed_W)
+    labels = {"problem": cell.problem_key(name), "objective_name": name,
+              "objective_note": objective.note(problem.fixed_W)}
+    return run_cell(spec.factory, cell, problem, cache.start.W0, cache.start.H0, limits, schedule, observer,
+                    cache.start, objective=objective, labels=labels, repeat=repeat, check=cache.check)
 
 
 def run_grid(
@@ -142,11 +151,13 @@ def run_grid(
     schedule: RecordSchedule | None = None,
     observer: CellObserver | None = None,
     on_result: Callable[[CellResult], None] | None = None,
+    repeat: int = 1,
 ) -> GridRun:
     """Run ``cells`` in order in this process; Ctrl-C stops the grid and keeps what finished.
 
     ``on_result``, if given, is called with each result as soon as its cell finishes (the
-    runner persists it there), including the partial result of an interrupted cell.
+    runner persists it there), including the partial result of an interrupted cell. Each
+    cell is timed ``repeat`` times (see :mod:`proxmf_bench.run.harness`).
     """
     schedule = schedule or RecordSchedule()
     cache = ProblemCache(registry)
@@ -161,7 +172,7 @@ def run_grid(
         try:
             if observer is not None:
                 observer.cell_started(cell, index, len(cells))
-            result = run_grid_cell(registry, cell, limits, schedule, cache, observer)
+            result = run_grid_cell(registry, cell, limits, schedule, cache, observer, repeat)
         except Interrupted as stop:
             finish(stop.result)
             return GridRun(results, interrupted=True)

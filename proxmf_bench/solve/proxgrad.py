@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from proxmf_bench.errors import UserError, did_you_mean
-from proxmf_bench.plugin.specs import Param, ProxSpec, SolverSpec, SpecLookup, coerce_params
+from proxmf_bench.plugin.specs import FactorTerm, Objective, Param, ProxSpec, SolverSpec, SpecLookup, coerce_params
 from proxmf_bench.problem.problem import Problem
 
 BLOCKS = ("W", "H")
@@ -65,6 +65,11 @@ class BoundProx:
         if self.spec.penalty is None:
             return 0.0
         return float(self.spec.penalty(X, **self.params))
+
+    @property
+    def term(self) -> FactorTerm:
+        """This operator's term of the objective."""
+        return FactorTerm(self.spec, self.params)
 
 
 def prox_param(block: str) -> Param:
@@ -142,6 +147,12 @@ def split_prox_params(params: Mapping[str, Any]) -> tuple[BoundProx, BoundProx, 
     return bound[0], bound[1], rest
 
 
+def prox_objective(params: Mapping[str, Any]) -> Objective:
+    """The objective of a PGM-family variant: the loss plus the terms of ``prox_W`` and ``prox_H``."""
+    prox_W, prox_H, _ = split_prox_params(params)
+    return Objective(W=prox_W.term, H=prox_H.term)
+
+
 def prox_solver_spec(
     name: str,
     solver: Callable[..., Any],
@@ -154,7 +165,7 @@ def prox_solver_spec(
     """A :class:`SolverSpec` for ``solver(prox_W, prox_H, **own_params)``.
 
     The declared parameters are ``prox_W``, ``prox_H`` and ``params``; resolution goes
-    through :func:`resolve_prox_params`. ``check(resolved)``, if given, returns a message
+    through :func:`resolve_prox_params`, and the objective is :func:`prox_objective`. ``check(resolved)``, if given, returns a message
     for a combination of values that is invalid (it becomes a :class:`UserError`).
     ``examples``: see :class:`SolverSpec`.
     """
@@ -172,7 +183,8 @@ def prox_solver_spec(
 
     return SolverSpec(
         name=name, factory=factory, params=(prox_param("W"), prox_param("H"), *params),
-        grid=dict(grid or {}), summary=summary, resolve_params=resolve, examples=examples,
+        grid=dict(grid or {}), summary=summary, resolve_params=resolve, objective=prox_objective,
+        examples=examples,
     )
 
 

@@ -209,7 +209,7 @@ def _run_stepped(rec: Recorder, spec: SolverSpec, variant: Variant, problem: Pro
     if not ok:
         return None
     rec.check(BUILDS, True, lambda: None)
-    W0, H0 = initial_factors(problem, seed, key="check")
+    W0, H0 = initial_factors(problem, seed)
     run = _Run([], [])
     own_loss = getattr(solver, "loss", None)
     for k in range(STEPS + 1):
@@ -279,7 +279,7 @@ def _check_black_box(rec: Recorder, spec: SolverSpec, variant: Variant, problem:
     if not ok:
         return
     rec.check(BUILDS, True, lambda: None)
-    W0, H0 = initial_factors(problem, seed, key="check")
+    W0, H0 = initial_factors(problem, seed)
     results = {}
     for budget, tag in ((STEPS, "first"), (STEPS, "second"), (1, "short")):
         torch.manual_seed(seed)
@@ -314,7 +314,7 @@ def _check_fixed_W(rec: Recorder, spec: SolverSpec, variant: Variant, problem: P
         solver = spec.factory(**variant.params)
     except PLUGIN_FAILURES:
         return  # reported by the main run
-    W0, H0 = initial_factors(problem, seed, key="check")
+    W0, H0 = initial_factors(problem, seed)
     attempts: list[tuple[str, Callable[[], Any]]]
     if black_box:
         attempts = [("solve", lambda: solver.solve(problem, W0.clone(), H0.clone(), STEPS))]
