@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -425,3 +426,28 @@ def test_worker_processes_resolve_the_same_cells(tmp_path, monkeypatch, capsys):
                  "--jobs", "1", "--out", "run"]) == 0, capsys.readouterr().err
     frame = pd.read_parquet(tmp_path / "run" / "results.parquet")
     assert (frame.stop_reason == "max_iter").all() and frame.iteration.max() == 10
+
+
+def test_initial_factors_depend_on_the_content_not_on_the_path(tmp_path, monkeypatch, registry):
+    """The same bytes under another name, reached by a path written differently, start the
+    same; a different matrix starts differently."""
+    rng = np.random.default_rng(0)
+    Y = np.abs(rng.standard_normal((40, 30)))
+    (tmp_path / "sub").mkdir()
+    np.save(tmp_path / "a.npy", Y)
+    shutil.copyfile(tmp_path / "a.npy", tmp_path / "sub" / "copy_of_a.npy")
+    np.save(tmp_path / "b.npy", Y + 1.0)
+    monkeypatch.chdir(tmp_path)
+    (solver,) = select("mu", registry.solvers, registry, "solver")
+
+    def start(path):
+        (variant,) = select(f"file[path={path},rank=3]", registry.datasets, registry, "dataset")
+        cache = ProblemCache(registry)
+        cache.load(Cell(solver, variant, "cpu", "float64", 0))
+        return cache.start.copies()
+
+    W_a, H_a = start("a.npy")
+    W_c, H_c = start("./sub/../sub/copy_of_a.npy")
+    W_b, H_b = start(str(tmp_path / "b.npy"))
+    assert torch.equal(W_a, W_c) and torch.equal(H_a, H_c)
+    assert not torch.equal(W_a, W_b)
