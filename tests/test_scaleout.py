@@ -48,14 +48,14 @@ def test_dask_local_cluster_gives_the_serial_table(serial, tmp_path):
 def test_faults_cost_one_cell_each(tmp_path):
     out = run_benchmark(
         solvers="mu,segfault,exiting,hanging,hog", datasets="synthetic[m=24,n=18,rank=3]", max_iter=20,
-        plugin_files=[FAULTY], jobs=2, cell_timeout=3, max_memory="1G", out=tmp_path / "run",
+        plugin_files=[FAULTY], jobs=2, cell_timeout=8, max_memory="1G", out=tmp_path / "run",
     )
     last = out.frame.groupby("solver").tail(1).set_index("solver")
     assert last.loc["mu", "stop_reason"] == "max_iter" and last.loc["mu", "iteration"] == 20
     reasons = {
         "segfault": "killed by SIGSEGV (segmentation fault) while running this cell",
         "exiting": "exited with status 3 while running this cell",
-        "hanging": "no result after 3 s of wall time (--cell-timeout)",
+        "hanging": "no result after 8 s of wall time (--cell-timeout)",
         "hog": "can't allocate memory",
     }
     for solver, reason in reasons.items():
