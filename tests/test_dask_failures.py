@@ -7,17 +7,19 @@ end when their client is killed; a cell's worker process killed from outside is
 ``worker_lost``. The local cluster listens on 127.0.0.1 only and serves no dashboard.
 """
 
+import functools
 import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.processes import alive as _alive
+from support.processes import wait_for
 
 from proxmf_bench import run_benchmark
 from proxmf_bench.cli import EXIT_INCOMPLETE, main
@@ -31,6 +33,7 @@ LOST = str(PLUGINS / "lost_workers.py")
 NO_PROJECT = str(Path(__file__).parent / "support" / "dask_preload_no_project.py")  # not a plugin
 TIMEOUT = 3  # --dask-timeout of these runs
 HANG_GUARD = 120.0  # seconds: a run still going after this is hung (what these tests catch)
+_wait_for = functools.partial(wait_for, timeout=HANG_GUARD)
 WAITING = "waiting[seconds=0.02]"
 # cells in grid order: mu seed 0, waiting seed 0, mu seed 1, waiting seed 1; waiting takes 6 s
 GRID = ["--solvers", f"mu,{WAITING}", "--datasets", "synthetic[m=24,n=18,rank=3]", "--seeds", "2",
@@ -41,23 +44,6 @@ def _env(tmp_path) -> dict[str, str]:
     env = {**os.environ, "LOST_PIDS": str(tmp_path / "pids")}
     env.pop("PROXMF_BENCH_PLUGINS", None)
     return env
-
-
-def _wait_for(condition, what: str):
-    deadline = time.monotonic() + HANG_GUARD
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
 
 
 class Cluster:

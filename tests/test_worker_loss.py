@@ -1,15 +1,17 @@
 """Worker processes killed from outside: recorded as ``worker_lost``, run again on --resume,
 replaced when they die while starting, and never outliving the main process."""
 
+import functools
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from support.processes import alive as _alive
+from support.processes import wait_for
 
 from proxmf_bench.cli import EXIT_INCOMPLETE, main
 from proxmf_bench.results.analysis import failed_cells
@@ -19,6 +21,7 @@ from proxmf_bench.run.isolation import STARTUP_ATTEMPTS, classify_exit
 LOST = str(Path(__file__).parent / "plugins" / "lost_workers.py")
 DATASET = ["--datasets", "synthetic[m=24,n=18,rank=3]"]
 HANG_GUARD = 120.0  # seconds: a process still there after this is stuck (what these tests catch)
+_wait_for = functools.partial(wait_for, timeout=HANG_GUARD)
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 
@@ -34,23 +37,6 @@ def _start(args, tmp_path, **env) -> subprocess.Popen:
 
 def _pids(tmp_path, kind: str) -> list[int]:
     return [int(p.name.split("-")[1]) for p in (tmp_path / "pids").glob(f"{kind}-*")]
-
-
-def _wait_for(condition, what: str):
-    deadline = time.monotonic() + HANG_GUARD
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
