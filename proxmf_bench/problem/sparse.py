@@ -20,7 +20,12 @@ in float32 as in float64 (the cancellation of the Gram form costs about
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+
+# torch says so once per process, on the first CSR tensor: a notice, not a problem of the data
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 # Nonzeros per chunk of sparse_cross: two chunk x r float64 blocks of factor rows (5 MB at
 # r = 20), small next to Y itself.
@@ -114,7 +119,7 @@ def sparse_column_norms(Y: torch.Tensor) -> torch.Tensor:
 def divide_columns(Y: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """``Y diag(d)^-1`` of a CSR ``Y``: a new CSR tensor with the same pattern (indices shared)."""
     return torch.sparse_csr_tensor(Y.crow_indices(), Y.col_indices(), Y.values() / d[Y.col_indices()],
-                                   size=Y.shape)
+                                   size=Y.shape, check_invariants=False)  # the pattern of a valid Y
 
 
 def to_scipy(Y: torch.Tensor):
@@ -135,4 +140,4 @@ def from_scipy(matrix, dtype: torch.dtype | None = None) -> torch.Tensor:
         values = values.to(dtype)
     return torch.sparse_csr_tensor(
         torch.from_numpy(csr.indptr.astype("int64", copy=False)), torch.from_numpy(csr.indices.astype("int64", copy=False)),
-        values, size=csr.shape)
+        values, size=csr.shape, check_invariants=True)
