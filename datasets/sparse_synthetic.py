@@ -84,7 +84,8 @@ def _make_cached(key: str, seed: int) -> Problem:
     W_true, H_true = W * math.sqrt(s), H * math.sqrt(s)
     counts = _poisson_process(W_true, H_true, gen)
     if params["noise"] == "binary":
-        counts = torch.sparse_coo_tensor(counts.indices(), torch.ones_like(counts.values()), counts.shape)
+        counts = torch.sparse_coo_tensor(counts.indices(), torch.ones_like(counts.values()), counts.shape,
+                                         check_invariants=False, is_coalesced=True)
     Y = counts.to_sparse_csr()
     nnz = int(Y.values().numel())
     return Problem(Y=Y, rank=r, W_true=W_true, H_true=H_true, name="sparse_synthetic",
@@ -142,7 +143,8 @@ def _poisson_process(W: torch.Tensor, H: torch.Tensor, gen: torch.Generator) -> 
     if not rows:
         raise UserError("dataset sparse_synthetic: the draw has no nonzero entry; raise density or the size")
     index = torch.stack([torch.cat(rows), torch.cat(cols)])
-    return torch.sparse_coo_tensor(index, torch.ones(index.shape[1], dtype=torch.float64), (m, n)).coalesce()
+    ones = torch.ones(index.shape[1], dtype=torch.float64)
+    return torch.sparse_coo_tensor(index, ones, (m, n), check_invariants=False).coalesce()  # indices in range
 
 
 def load(params: Mapping[str, Any], seed: int, device: torch.device, dtype: torch.dtype) -> Problem:
