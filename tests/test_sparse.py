@@ -301,3 +301,14 @@ def test_a_sparse_problem_on_cuda_matches_the_cpu():
     assert math.isclose(gpu.loss(W0.cuda(), H0.cuda()), cpu.loss(W0, H0), rel_tol=1e-12)
     Wt = W0.T.contiguous()
     torch.testing.assert_close(times(Wt.cuda(), gpu.Y, gpu.Yt).cpu(), times(Wt, cpu.Y, cpu.Yt))
+
+
+def test_the_exact_nnls_reference_reads_sparse_columns(registry):
+    from proxmf_bench.run.reference import nnls_optimum
+
+    base = _load(registry)
+    problem = Problem(Y=base.Y, rank=base.rank, W_true=base.W_true, H_true=base.H_true, fixed_W=True)
+    H_sparse, columns = nnls_optimum(problem)
+    H_dense, _ = nnls_optimum(_densified(problem))
+    assert columns == 90
+    torch.testing.assert_close(H_sparse, H_dense, rtol=0, atol=0)

@@ -211,7 +211,10 @@ class Problem:
         Each block ``Y_b - W_b H`` is one fused product in the data's dtype, its sum of squares
         a pairwise (cascade) sum, which adds an error of ``O(eps log k)`` on ``k`` positive
         terms; the blocks' sums are accumulated in float64. Memory: one block, never a copy of ``Y``.
+        Sparse ``Y``: :meth:`loss`, as accurate in float64 without a dense residual.
         """
+        if self.is_sparse:
+            return self.loss(W, H)
         Y = self.Y
         rows = residual_block_rows(Y)
         total = 0.0

