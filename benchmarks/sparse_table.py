@@ -52,9 +52,9 @@ def csr_bytes(Y: torch.Tensor) -> int:
     return sum(A.numel() * A.element_size() for A in (Y.crow_indices(), Y.col_indices(), Y.values()))
 
 
-def bare_mu(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int) -> None:
+def bare_mu(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int):
     """MU (Lee-Seung, epsilon-floored) with the two sparse products per iteration, as
-    ``benchmarks.floor_table.bare_mu``."""
+    ``benchmarks.floor_table.bare_mu``; returns ``(W, H)``."""
     W.clamp_min_(EPS)
     H.clamp_min_(EPS)
     WtW = W.mT @ W
@@ -63,11 +63,13 @@ def bare_mu(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tensor,
         HHt = H @ H.mT
         W.mul_((Y @ H.mT).div_((W @ HHt).clamp_min_(EPS))).clamp_min_(EPS)
         WtW = W.mT @ W
+    return W, H
 
 
-def bare_fista(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int) -> None:
+def bare_fista(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int):
     """Alternating FISTA with nonnegativity, step ``1 / L`` per block and function-value restart
-    (``fista``'s default), as ``benchmarks.floor_table.bare_fista`` with the sparse products."""
+    (``fista``'s default), as ``benchmarks.floor_table.bare_fista`` with the sparse products;
+    returns ``(W, H)``."""
     Y_norm2 = float(torch.linalg.vector_norm(Y.values(), dtype=torch.float64) ** 2)
     Wt = W.mT.contiguous()
     theta, objective = 1.0, math.inf
@@ -88,6 +90,7 @@ def bare_fista(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tens
                        + float(torch.sum((G @ Wt) * Wt, dtype=torch.float64)))
         theta = 1.0 if value > objective else theta_next
         objective = value
+    return Wt.mT, H
 
 
 BARE = {"mu": bare_mu, "fista": bare_fista}
