@@ -312,3 +312,13 @@ def test_the_exact_nnls_reference_reads_sparse_columns(registry):
     H_dense, _ = nnls_optimum(_densified(problem))
     assert columns == 90
     torch.testing.assert_close(H_sparse, H_dense, rtol=0, atol=0)
+
+
+def test_training_nalmu_on_sparse_data_is_refused_in_one_line(tmp_path, capsys):
+    from proxmf_bench.cli import main
+
+    assert main(["train", "nalmu", "--dataset", SMALL, "--epochs", "1", "--layers", "2",
+                 "--out", str(tmp_path / "w.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "training NALMU needs dense data" in err and "is sparse" in err and "Traceback" not in err
+    assert not (tmp_path / "w.pt").exists()
