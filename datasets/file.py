@@ -33,9 +33,17 @@ first. The values are then converted once, into a C-contiguous (row-major) array
 requested dtype on the requested device, and checked (nonnegative, finite, rank at most
 ``min(m, n)``, ground-truth shapes) by :class:`~proxmf_bench.problem.problem.Problem`. Nothing
 is cached: each problem reads its file again (from the operating system's page cache), so
-a process holds one copy of ``Y``. Sparse files are read as ``scipy.sparse``
-matrices and densified by :func:`densify_sparse`, the one place to change when ``Problem``
-takes sparse data.
+a process holds one copy of ``Y``.
+
+Sparse files (a ``scipy.sparse`` ``.npz``, a coordinate ``.mtx``, a sparse ``.mat`` variable)
+are read as ``scipy.sparse`` matrices. ``sparse=auto`` (the default) keeps ``Y`` sparse, as a
+torch sparse CSR tensor (:mod:`proxmf_bench.problem.sparse`), when at most
+:data:`AUTO_SPARSE_DENSITY` of its entries are nonzero, and densifies it otherwise
+(:func:`densify_sparse`); ``sparse=true`` keeps any sparse file sparse (and converts a dense
+file to CSR after reading it); ``sparse=false`` always densifies. The memory estimate made
+before reading counts the CSR arrays (``Y`` and its transpose) when the matrix will stay
+sparse and the header gives its number of nonzeros (``.npz``, ``.mtx``; a ``.mat`` header does
+not, so its dense size is checked). Ground-truth files are always dense.
 """
 
 from __future__ import annotations
@@ -58,11 +66,17 @@ from proxmf_bench.plugin.data_files import file_digest
 from proxmf_bench.plugin.hookspecs import hookimpl
 from proxmf_bench.plugin.specs import DatasetSpec, Param, SpecLookup, coerce_params
 from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.sparse import from_scipy
 from proxmf_bench.run.resources import check_memory
 
 OWNER = "dataset 'file'"
 # the file parameters, and the variable parameter of each
 FILE_PARAMS = {"path": "var", "W_true": "W_var", "H_true": "H_var"}
+SPARSE_MODES = ("auto", "true", "false")
+# sparse=auto keeps a sparse file sparse up to this density: CSR takes 12 to 16 bytes a nonzero
+# (value and int64 index) against 4 to 8 a dense entry, and a sparse product runs at a fraction
+# of a dense one's speed per stored entry, so well below the memory break-even of 25 to 50 %
+AUTO_SPARSE_DENSITY = 0.05
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,8 @@ class Extent:
 
     shape: tuple[int, ...]
     read_bytes: int
+    nnz: int | None = None
+    """Stored entries of a sparse file, when its header says."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +208,7 @@ def _probe_npz(source: Source) -> Extent:
             shape = tuple(int(v) for v in archive["shape"])
         _check_real(members["data"][1], source.path)
         stored = sum(math.prod(s) * dtype.itemsize for s, dtype in members.values())
-        return Extent(shape, stored)
+        return Extent(shape, stored, math.prod(members["data"][0]))
     shape, dtype = members[_npz_array(source, members)]
     _check_real(dtype, source.path)
     return Extent(shape, math.prod(shape) * dtype.itemsize)
@@ -338,7 +354,7 @@ def _probe_mtx(source: Source) -> Extent:
     if layout == "array":
         return Extent((rows, cols), 8 * rows * cols)
     stored = entries * (1 if symmetry == "general" else 2)  # the mirrored half is added on reading
-    return Extent((rows, cols), 3 * 8 * stored)  # value, row and column of each entry
+    return Extent((rows, cols), 3 * 8 * stored, stored)  # value, row and column of each entry
 
 
 def _read_mtx(source: Source) -> Any:
@@ -419,7 +435,7 @@ def resolve(given: Mapping[str, Any], registry: SpecLookup | None = None) -> dic
             raise DataError(f"{OWNER}: {key}={given[key]}: no such file {source.path}")
         if not source.path.is_file():
             raise DataError(f"{OWNER}: {key}={given[key]}: {source.path} is not a file")
-        _prepare(fmt, source, torch.float32, torch.device("cpu"))
+        _prepare(fmt, source, torch.float32, torch.device("cpu"), params["sparse"] if key == "path" else "false")
         prefix = "" if key == "path" else f"{key}_"
         params[key] = str(source.path)
         with _reading(fmt, source.path):
@@ -442,16 +458,29 @@ def _reading(fmt: Format, path: Path) -> Iterator[None]:
         raise DataError(f"{OWNER}: cannot read {path} as {fmt.name}: {reason}") from None
 
 
-def _prepare(fmt: Format, source: Source, dtype: torch.dtype, device: torch.device) -> tuple[int, int]:
+def keeps_sparse(mode: str, shape: tuple[int, ...], nnz: int | None) -> bool:
+    """Whether a sparse matrix of ``shape`` with ``nnz`` stored entries stays sparse under
+    ``sparse=mode`` (``nnz=None``: not known yet, decided after reading under ``auto``)."""
+    if mode != "auto":
+        return mode == "true"
+    return nnz is not None and nnz <= AUTO_SPARSE_DENSITY * math.prod(shape)
+
+
+def _prepare(fmt: Format, source: Source, dtype: torch.dtype, device: torch.device,
+             sparse: str = "false") -> tuple[int, int]:
     """The shape of the matrix in ``source``, from its header; a :class:`DataError` if it is
-    not 2-D, or if reading it and holding it in ``dtype`` on ``device`` cannot fit in memory."""
+    not 2-D, or if reading it and holding it in ``dtype`` on ``device`` cannot fit in memory
+    (dense, or as CSR arrays of ``Y`` and ``Y^T`` when it stays sparse: :func:`keeps_sparse`)."""
     with _reading(fmt, source.path):
         extent = fmt.probe(source)
     shape = extent.shape
     if len(shape) != 2:
         raise DataError(f"{OWNER}: {source.path} holds a {len(shape)}-D array ({_shape_text(shape)}); "
                         "it needs a 2-D matrix")
-    dense = torch.empty((), dtype=dtype).element_size() * math.prod(shape)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    dense = itemsize * math.prod(shape)
+    if extent.nnz is not None and keeps_sparse(sparse, shape, extent.nnz):
+        dense = 2 * ((itemsize + 8) * extent.nnz + 8 * (sum(shape) + 2))
     what = f"{OWNER}: {source.path} ({_shape_text(shape)}, in {str(dtype).removeprefix('torch.')})"
     check_memory(extent.read_bytes + dense, what, hint="")
     if device.type != "cpu":
@@ -459,8 +488,10 @@ def _prepare(fmt: Format, source: Source, dtype: torch.dtype, device: torch.devi
     return shape
 
 
-def read_matrix(source: Source, sha256: str, transpose: bool, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The matrix in ``source`` as a C-contiguous ``dtype`` tensor on ``device``.
+def read_matrix(source: Source, sha256: str, transpose: bool, device: torch.device, dtype: torch.dtype,
+                sparse: str = "false") -> torch.Tensor:
+    """The matrix in ``source`` as a C-contiguous ``dtype`` tensor on ``device``, or as a sparse
+    CSR tensor when ``sparse`` says so (:func:`keeps_sparse`).
 
     Refused before its values are read if the file changed since ``sha256`` was taken, is
     not 2-D or cannot fit in the memory available; after, if it holds something other than
@@ -472,15 +503,19 @@ def read_matrix(source: Source, sha256: str, transpose: bool, device: torch.devi
     if now != sha256:
         raise DataError(f"{OWNER}: {source.path} changed since the run started "
                         f"(sha256 {now[:12]}..., was {sha256[:12]}...)")
-    _prepare(fmt, source, dtype, device)
+    _prepare(fmt, source, dtype, device, sparse)
     host_dtype = torch.empty((), dtype=dtype).numpy().dtype
     with _reading(fmt, source.path):
         if fmt.read_into is not None:
-            return torch.from_numpy(fmt.read_into(source, host_dtype, transpose)).to(device)
+            out = torch.from_numpy(fmt.read_into(source, host_dtype, transpose)).to(device)
+            return out.to_sparse_csr() if sparse == "true" else out
         raw = fmt.read(source)
         _check_real(raw.dtype, source.path)
+    if _is_sparse(raw) and keeps_sparse(sparse, raw.shape, raw.nnz):
+        return from_scipy(raw.T if transpose else raw, dtype).to(device)
     host = densify_sparse(raw, host_dtype, transpose) if _is_sparse(raw) else _dense(raw, host_dtype, transpose)
-    return torch.from_numpy(host).to(device)
+    out = torch.from_numpy(host).to(device)
+    return out.to_sparse_csr() if sparse == "true" else out
 
 
 def _is_sparse(value: Any) -> bool:
@@ -503,8 +538,8 @@ def _dense(array: np.ndarray, dtype: np.dtype, transpose: bool) -> np.ndarray:
 def densify_sparse(matrix: Any, dtype: np.dtype, transpose: bool) -> np.ndarray:
     """The dense C-contiguous ``dtype`` array of a ``scipy.sparse`` matrix (or of its transpose).
 
-    ``Problem`` holds dense data, so sparse files are densified here, after :func:`read_matrix`
-    checked that the dense matrix fits. Only the stored values are converted to ``dtype``;
+    For sparse files densified (``sparse=false``, or ``auto`` above :data:`AUTO_SPARSE_DENSITY`),
+    after :func:`read_matrix` checked that the dense matrix fits. Only the stored values are converted to ``dtype``;
     then one dense array is allocated (duplicate entries are summed, as Matrix Market means).
     """
     matrix = matrix.astype(dtype, copy=False)
@@ -529,7 +564,7 @@ def load(params: Mapping[str, Any], seed: int, device: torch.device, dtype: torc
             prefix = "" if key == "path" else f"{key}_"
             source = Source(Path(params[key]), params[var_key], var_key)
             matrices[key] = read_matrix(source, params[f"{prefix}sha256"], params["transpose"] and key == "path",
-                                        device, dtype)
+                                        device, dtype, params["sparse"] if key == "path" else "false")
     try:
         return Problem(
             Y=matrices["path"], rank=params["rank"], W_true=matrices.get("W_true"), H_true=matrices.get("H_true"),
@@ -545,6 +580,8 @@ PARAMS = (
     Param("rank", None, int, "rank r of the fit, at most min(m, n)", low=1, required=True),
     Param("var", "", str, "the variable (.mat) or array (.npz) holding Y, when the file holds several"),
     Param("transpose", False, bool, "factorize the transpose of the matrix in the file"),
+    Param("sparse", "auto", str, f"keep Y sparse (torch CSR): auto (sparse files of density <= "
+          f"{AUTO_SPARSE_DENSITY:g}), true, false (densify)", choices=SPARSE_MODES),
     Param("W_true", "", str, "file of the true W (m x r), with H_true: enables the ground-truth metrics"),
     Param("H_true", "", str, "file of the true H (r x n)"),
     Param("W_var", "", str, "the variable or array of W_true's file, when it holds several"),

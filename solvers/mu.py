@@ -24,6 +24,7 @@ import torch
 from proxmf_bench.plugin.hookspecs import hookimpl
 from proxmf_bench.plugin.specs import Param, SolverSpec
 from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.sparse import csr_transpose, is_sparse, times
 from proxmf_bench.solve.mu import mu_update_H, mu_update_W
 
 
@@ -42,7 +43,7 @@ class MU:
         self.Y = Y
         self.fixed_W = problem.fixed_W
         # Y^T row-major: H Y^T as H @ Yt is the fastest layout (see proxmf_bench.problem.problem)
-        self.Yt = problem.Yt if Y is problem.Y else None if self.fixed_W else Y.mT.contiguous()
+        self.Yt = problem.Yt if Y is problem.Y else None if self.fixed_W else _transpose(Y)
         self.W = W0.clamp_min(self.eps)
         self.H = H0.clamp_min(self.eps)
         # W^T W of the current W (and W^T Y in fixed-W mode, where neither changes);
@@ -51,7 +52,7 @@ class MU:
         self.YHt: torch.Tensor | None = None
         self.HHt: torch.Tensor | None = None
         if self.fixed_W:
-            self.WtY = self.W.mT @ Y
+            self.WtY = times(self.W.mT, Y, self.Yt if self.Yt is not None else _transpose(Y))
 
     def step(self) -> None:
         self.weighted_step(None, None)
@@ -60,10 +61,10 @@ class MU:
         """One step with each factor's update multiplied by its weights (NALMU's layers;
         ``None``: no weights, a plain MU step), in place, keeping the products it needs."""
         eps, Y, W, H = self.eps, self.Y, self.W, self.H
-        mu_update_H(H, self.WtY if self.fixed_W else W.mT @ Y, self.WtW, eps, A_H, inplace=True)
+        mu_update_H(H, self.WtY if self.fixed_W else times(W.mT, Y, self.Yt), self.WtW, eps, A_H, inplace=True)
         if self.fixed_W:
             return
-        self.YHt, self.HHt = (H @ self.Yt).mT, H @ H.mT
+        self.YHt, self.HHt = times(H, self.Yt, Y).mT, H @ H.mT
         mu_update_W(W, self.YHt, self.HHt, eps, A_W, inplace=True)
         self.WtW = W.mT @ W
 
@@ -84,6 +85,11 @@ class MU:
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.W, self.H
+
+
+def _transpose(Y: torch.Tensor) -> torch.Tensor:
+    """``Y^T`` row-major: a CSR transpose for sparse ``Y``."""
+    return csr_transpose(Y) if is_sparse(Y) else Y.mT.contiguous()
 
 
 @hookimpl

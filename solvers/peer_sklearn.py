@@ -5,6 +5,8 @@ non_negative_factorization`` (``init="custom"`` from the harness's initial facto
 penalty, ``tol=0`` so that exactly ``n_iter`` iterations run): ``mu`` is Lee-Seung
 multiplicative updates, ``cd`` cyclic coordinate descent (HALS-like, Cython). scikit-learn
 cannot start a fixed-``W`` (NNLS) fit from given factors, so such problems are refused.
+Sparse data is handed over as a ``scipy.sparse.csr_array`` sharing the problem's arrays
+(scikit-learn factorizes it without densifying).
 
 Both continue (``continues = True``): an iteration of either keeps no state beyond ``W`` and
 ``H`` (with ``tol=0`` the convergence checks never stop a call, and coordinate descent visits
@@ -23,7 +25,7 @@ from proxmf_bench.plugin.hookspecs import hookimpl
 from proxmf_bench.plugin.specs import SolverSpec
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.solve.blackbox import BlackBoxSolver
-from proxmf_bench.solve.peers import as_numpy, check_nmf, limit_blas_threads, require
+from proxmf_bench.solve.peers import as_host_data, as_numpy, check_nmf, limit_blas_threads, require
 
 require("sklearn", "scikit-learn")
 
@@ -49,7 +51,7 @@ class SklearnNMF(BlackBoxSolver):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", self._warning)  # stopping at max_iter is the point
             W, H, _ = self._fit(
-                as_numpy(problem.Y), W=as_numpy(W0), H=as_numpy(H0), n_components=problem.rank,
+                as_host_data(problem.Y), W=as_numpy(W0), H=as_numpy(H0), n_components=problem.rank,
                 init="custom", solver=self.algorithm, beta_loss="frobenius", tol=0.0,
                 max_iter=n_iter, alpha_W=0.0, alpha_H=0.0,
             )

@@ -22,7 +22,7 @@ from proxmf_bench.plugin.hookspecs import hookimpl
 from proxmf_bench.plugin.specs import Param, SolverSpec
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.solve.blackbox import BlackBoxSolver
-from proxmf_bench.solve.peers import as_numpy, check_nmf, limit_blas_threads, require
+from proxmf_bench.solve.peers import as_numpy, check_dense, check_nmf, limit_blas_threads, require
 
 require("tensorly", "tensorly")
 
@@ -49,6 +49,7 @@ class TensorlyNMF(BlackBoxSolver):
 
     def solve(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor, n_iter: int):
         check_nmf(problem, f"tensorly_{self.algorithm}")
+        check_dense(problem, f"tensorly_{self.algorithm}")
         tl = self.tl
         convert = as_numpy if self.backend == "numpy" else (lambda X: X)
         Y, A, B = convert(problem.Y), convert(W0), convert(H0.T.contiguous())

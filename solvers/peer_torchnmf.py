@@ -19,7 +19,7 @@ from proxmf_bench.plugin.hookspecs import hookimpl
 from proxmf_bench.plugin.specs import SolverSpec
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.solve.blackbox import BlackBoxSolver
-from proxmf_bench.solve.peers import check_nmf, require
+from proxmf_bench.solve.peers import check_dense, check_nmf, require
 
 require("torchnmf", "torchnmf")
 
@@ -36,6 +36,7 @@ class TorchNMF(BlackBoxSolver):
 
     def solve(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor, n_iter: int):
         check_nmf(problem, "torchnmf_mu")
+        check_dense(problem, "torchnmf_mu")
         model = self.NMF(problem.Y.shape, problem.rank).to(device=problem.device, dtype=problem.dtype)
         with torch.no_grad():  # its constructor draws in float32; start exactly from (W0, H0)
             model.H.copy_(W0)

@@ -37,6 +37,7 @@ import torch
 from proxmf_bench.plugin.hookspecs import hookimpl
 from proxmf_bench.plugin.specs import Param
 from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.sparse import times
 from proxmf_bench.solve.optim import ProxSGD
 from proxmf_bench.solve.proxgrad import BoundProx, lipschitz, load_eigensolver, prox_solver_spec, safe_step
 from proxmf_bench.solvers.pgm import STEP_SCALE
@@ -64,7 +65,7 @@ class TorchPGM:
         with torch.no_grad():
             self.WtW = self.W.T @ self.W
             # W^T Y of a fixed W, computed once
-            self.WtY = self.W.T @ problem.Y if self.fixed_W else None
+            self.WtY = times(self.W.T, problem.Y, problem.Yt) if self.fixed_W else None
         self.YHt: torch.Tensor | None = None  # Y H^T and H H^T of the last W round
         self.HHt: torch.Tensor | None = None
         groups = [{"params": [self.H], "prox": self.prox_H}]
@@ -82,7 +83,7 @@ class TorchPGM:
         groups = self.optimizer.param_groups
         H, W, WtW = self.H, self.W, self.WtW
         with torch.no_grad():
-            WtY = self.WtY if self.fixed_W else W.T @ self.problem.Y
+            WtY = self.WtY if self.fixed_W else times(W.T, self.problem.Y, self.problem.Yt)
         groups[0]["lr"] = safe_step(self.step_scale, lipschitz(WtW))
         # <G H / 2 - C, H>: gradient G H - C, the loss's up to the constant ||Y||^2 / 2
         self._round(torch.sum(torch.addmm(WtY, WtW, H, beta=-1, alpha=0.5) * H))
@@ -90,7 +91,7 @@ class TorchPGM:
             return
         with torch.no_grad():
             self.HHt = HHt = H @ H.T
-            self.YHt = YHt = (H @ self.problem.Yt).T
+            self.YHt = YHt = times(H, self.problem.Yt, self.problem.Y).T
         groups[1]["lr"] = safe_step(self.step_scale, lipschitz(HHt))
         self._round(torch.sum(torch.addmm(YHt, W, HHt, beta=-1, alpha=0.5) * W))
         with torch.no_grad():

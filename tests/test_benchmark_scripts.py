@@ -121,3 +121,34 @@ def test_peer_continuation_script_compares_chained_calls_with_one_call(registry)
     W0, H0 = initial_factors(problem, 0)
     assert continuation.same_iterates(factory(**variant.params), problem, W0, H0, 30) == 0.0
     assert continuation.restarted(factory).continues is False and factory.continues is True
+
+
+sparse_table = _script("sparse_table")
+
+
+@pytest.mark.parametrize("name", ["mu", "fista"])
+def test_sparse_bare_loops_compute_the_solvers_iterates(name):
+    """The sparse bare loops do the solvers' arithmetic, with sparse products."""
+    registry = load_registry(use_entry_points=False)
+    gen = torch.Generator().manual_seed(0)
+    dense = torch.rand(40, 30, generator=gen, dtype=torch.float64)
+    dense[dense < 0.7] = 0.0
+    problem = Problem(Y=dense.to_sparse_csr(), rank=4)
+    W0, H0 = initial_factors(problem, 0)
+    solver = registry.get_solver(name).factory(**floor.select_solver(registry, name).params)
+    solver.init(problem, W0.clone(), H0.clone())
+    for _ in range(25):
+        solver.step()
+    W, H = solver.factors()
+    Wb, Hb = sparse_table.BARE[name](problem.Y, problem.Yt, W0.clone(), H0.clone(), 25)
+    assert torch.allclose(W, Wb, rtol=1e-9, atol=1e-12) and torch.allclose(H, Hb, rtol=1e-9, atol=1e-12)
+
+
+def test_sparse_table_quick_mode_runs(capsys):
+    sparse_table.main(["--quick"])
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in out.splitlines() if line.startswith("| mu") or line.startswith("| fista")}
+    assert {"mu", "fista", "fista[restart=function]"} <= set(rows)
+    peak = rows["mu"]  # the last table's row for mu: CSR, bound, peak rise, ratio
+    assert float(peak[1]) > 2 * float(peak[0]) > 0 and float(peak[2]) > 0

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from proxmf_bench.errors import UserError
+from proxmf_bench.problem.sparse import divide_columns, is_sparse, sparse_column_norms
 from proxmf_bench.solve.mu import mu_update_H, mu_update_W
 
 WEIGHT_SHAPES = ("full", "component", "scalar")
@@ -186,14 +187,21 @@ def normalize_columns(
     """``Y`` with unit-norm columns and initial factors scaled to match (module docstring).
 
     A fixed (known) ``W0`` keeps its scale. Zero columns of ``Y`` or ``W0`` are left as they are.
+    A sparse CSR ``Y`` (one problem, no batch) stays sparse: its values are rescaled.
     """
-    d = torch.linalg.vector_norm(Y, dim=-2, keepdim=True)
-    d = torch.where(d > 0, d, torch.ones_like(d))
+    if is_sparse(Y):
+        d = sparse_column_norms(Y).unsqueeze(0)
+        d = torch.where(d > 0, d, torch.ones_like(d))
+        Yd = divide_columns(Y, d[0])
+    else:
+        d = torch.linalg.vector_norm(Y, dim=-2, keepdim=True)
+        d = torch.where(d > 0, d, torch.ones_like(d))
+        Yd = Y / d
     if fixed_W:
-        return Y / d, W0, H0 / d, ColumnScaling(d)
+        return Yd, W0, H0 / d, ColumnScaling(d)
     c = torch.linalg.vector_norm(W0, dim=-2, keepdim=True)
     c = torch.where(c > 0, c, torch.ones_like(c))
-    return Y / d, W0 / c, H0 * c.mT / d, ColumnScaling(d)
+    return Yd, W0 / c, H0 * c.mT / d, ColumnScaling(d)
 
 
 class NALMU(nn.Module):

@@ -356,6 +356,14 @@ def pixel_patches(problem: Problem, patch_size: int) -> list[tuple[Problem, str]
     return out
 
 
+def _dense(problem: Problem, label: str) -> Problem:
+    """``problem``, if its data is dense: training stacks problems into dense batches."""
+    if problem.is_sparse:
+        raise UserError(f"training NALMU needs dense data; dataset {label!r} is sparse (train on a dense dataset: "
+                        "trained weights run on sparse data with nalmu[weights=FILE])")
+    return problem
+
+
 def _held_out_count(total: int, val_fraction: float) -> int:
     if not 0 < val_fraction < 1:
         raise UserError(f"--val-fraction must be between 0 and 1 (exclusive), got {val_fraction}")
@@ -394,7 +402,7 @@ def training_data(
             raise UserError(f"--problems must be >= 2 with --split seeds, got {problems}")
         n_val = _held_out_count(problems, val_fraction)
         seeds = list(range(first_seed, first_seed + problems))
-        loaded = [spec.load(variant.params, s, cpu, torch.float64) for s in seeds]
+        loaded = [_dense(spec.load(variant.params, s, cpu, torch.float64), variant.label) for s in seeds]
         if torch.equal(loaded[0].Y, loaded[1].Y):
             raise UserError(
                 f"dataset {variant.label!r} gives the same data for every seed: use --split pixels to train on patches"
@@ -404,7 +412,7 @@ def training_data(
         description.update(train_seeds=seeds[:-n_val], val_seeds=seeds[-n_val:])
         first = loaded[0]
     elif split == "pixels":
-        first = spec.load(variant.params, first_seed, cpu, torch.float64)
+        first = _dense(spec.load(variant.params, first_seed, cpu, torch.float64), variant.label)
         patches = pixel_patches(first, patch_size)
         n_val = _held_out_count(len(patches), val_fraction)
         order = torch.randperm(len(patches), generator=torch.Generator().manual_seed(seed)).tolist()

@@ -47,6 +47,7 @@ BUILTIN_PLUGINS = (
     "proxmf_bench.datasets.hsi",
     "proxmf_bench.datasets.digits",
     "proxmf_bench.datasets.file",
+    "proxmf_bench.datasets.sparse_synthetic",
 )
 
 # hook name -> (spec class, registry attribute, singular noun for messages)

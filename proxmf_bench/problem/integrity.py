@@ -13,6 +13,8 @@ for each of those tensors,
   ``1 - 2**-32``. It reads the data once (about 20 ms for 80 MB on one CPU core), from the
   host; CUDA tensors are copied over in chunks.
 
+A sparse CSR tensor is sealed through its three arrays (row pointers, column indices, values).
+
 The run checks the seal once per cell, after the solver is done and outside the clock.
 """
 
@@ -32,8 +34,11 @@ _CHUNK_BYTES = 64 * 2**20
 
 def crc32(X: torch.Tensor) -> int:
     """CRC-32 of the bytes of ``X`` in memory order (row-major, or column-major for a
-    transposed matrix): no copy of a CPU tensor in either layout."""
+    transposed matrix): no copy of a CPU tensor in either layout. Sparse CSR: the CRC of its
+    row pointers, column indices and values, one after the other."""
     X = X.detach()
+    if X.layout == torch.sparse_csr:
+        return zlib.crc32(b"".join(crc32(A).to_bytes(4, "little") for A in _parts(X)))
     if not X.is_contiguous() and X.ndim == 2 and X.mT.is_contiguous():
         X = X.mT
     flat = X.contiguous().reshape(-1).view(torch.uint8)
@@ -45,7 +50,13 @@ def crc32(X: torch.Tensor) -> int:
     return crc
 
 
-def _version(X: torch.Tensor) -> int | None:
+def _parts(X: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return X.crow_indices(), X.col_indices(), X.values()
+
+
+def _version(X: torch.Tensor) -> int | tuple | None:
+    if X.layout == torch.sparse_csr:
+        return tuple(_version(A) for A in _parts(X))
     try:
         return X._version
     except RuntimeError:  # inference tensors have no version counter
@@ -71,6 +82,8 @@ class _TensorSeal:
 
 
 def _layout(X: torch.Tensor) -> tuple:
+    if X.layout == torch.sparse_csr:
+        return (tuple(X.shape), X.layout, X.dtype, X.device, *(_layout(A) for A in _parts(X)))
     return (tuple(X.shape), X.stride(), X.storage_offset(), X.dtype, X.device, X.data_ptr())
 
 

@@ -26,6 +26,11 @@ CPU the first is fastest as ``W.T @ Y`` with row-major ``Y`` and the second as `
 :math:`W^\top Y` up to 8 times slower, and ``Y @ H.T`` is up to 2.8 times slower than
 ``H @ Yt`` in float32). Deciding it once here keeps the solvers' arithmetic as written, gives
 third-party solvers the same layouts for free, and costs one more copy of ``Y``.
+
+**Sparse data.** ``Y`` may be a torch sparse CSR tensor (a COO or CSC one is converted to
+CSR): it is then never densified. ``Yt`` is its CSR transpose, ``||Y||^2`` and the checks read
+the stored values, and the loss is the Gram form with the cross term summed over the nonzeros
+in float64 (:mod:`proxmf_bench.problem.sparse`), accurate in float32 too.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Any
 import torch
 
 from proxmf_bench.errors import DataError
+from proxmf_bench.problem import sparse
 
 # Entries of Y per block of Problem.residual_loss: on the CPU a block that stays in the L2
 # cache (measured fastest: twice the speed of one full-size residual); on a GPU large enough
@@ -84,6 +90,11 @@ class Problem:
     """``Y^T`` as a row-major copy (see the module docstring); never modify it."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.Y, torch.Tensor) and sparse.is_sparse(self.Y):
+            self.Y = sparse.as_csr(self.Y)
+            self.validate()
+            self.Yt = sparse.csr_transpose(self.Y)
+            return
         self.validate()
         self.Y = self.Y.contiguous()
         self.Yt = self.Y.T.contiguous()
@@ -99,6 +110,11 @@ class Problem:
     @property
     def dtype(self) -> torch.dtype:
         return self.Y.dtype
+
+    @property
+    def is_sparse(self) -> bool:
+        """Whether ``Y`` is a sparse CSR tensor (see the module docstring)."""
+        return sparse.is_sparse(self.Y)
 
     @property
     def has_ground_truth(self) -> bool:
@@ -121,6 +137,10 @@ class Problem:
             raise DataError(f"{where}rank must be a positive integer, got {self.rank!r}")
         if self.rank > min(m, n):
             raise DataError(f"{where}rank {self.rank} is larger than min(m, n) = {min(m, n)} for data of shape {m} x {n}")
+        if sparse.is_sparse(Y):  # the stored values; the others are zeros
+            Y = sparse.sparse_values(Y)
+            if Y.numel() == 0:
+                Y = torch.zeros(1, dtype=Y.dtype, device=Y.device)
         # one pass: min and max propagate NaN; entries are counted only to report an error
         low, high = (float(v) for v in torch.aminmax(Y))
         if not (math.isfinite(low) and math.isfinite(high)):
@@ -157,6 +177,8 @@ class Problem:
     @cached_property
     def Y_norm2(self) -> float:
         """``||Y||_F^2``, accumulated in float64."""
+        if self.is_sparse:
+            return sparse.sparse_norm2(self.Y)
         return float(torch.linalg.vector_norm(self.Y, dtype=torch.float64) ** 2)
 
     @property
@@ -171,8 +193,11 @@ class Problem:
         In float64 from Grams: one ``r x m`` by ``m x n`` product plus ``O((m + n) r^2)``,
         the scalar reductions in float64. In lower precision from the residual
         (:meth:`residual_loss`, one ``m x r`` by ``r x n`` product), which keeps the digits
-        that the Gram form loses to cancellation.
+        that the Gram form loses to cancellation. Sparse ``Y``: the Gram form summed over the
+        nonzeros in float64 (:func:`~proxmf_bench.problem.sparse.sparse_loss`), in any dtype.
         """
+        if self.is_sparse:
+            return sparse.sparse_loss(self.Y, self.Y_norm2, W, H)
         if not self.gram_loss_is_accurate:
             return self.residual_loss(W, H)
         WtY = (W.T @ self.Y).double()
@@ -186,7 +211,10 @@ class Problem:
         Each block ``Y_b - W_b H`` is one fused product in the data's dtype, its sum of squares
         a pairwise (cascade) sum, which adds an error of ``O(eps log k)`` on ``k`` positive
         terms; the blocks' sums are accumulated in float64. Memory: one block, never a copy of ``Y``.
+        Sparse ``Y``: :meth:`loss`, as accurate in float64 without a dense residual.
         """
+        if self.is_sparse:
+            return self.loss(W, H)
         Y = self.Y
         rows = residual_block_rows(Y)
         total = 0.0

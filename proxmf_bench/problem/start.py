@@ -5,7 +5,8 @@ run seed, never from how the dataset was named: two selections that produce the 
 (``synthetic[size=small]`` and ``synthetic[size=medium,m=200,n=300,rank=10]``, or one file
 under two paths) start from the same factors. The content is read through float32 in column
 blocks (:func:`data_fingerprint`), so a float32 and a float64 copy of one dataset, on any
-device, have the same fingerprint and start alike.
+device, have the same fingerprint and start alike. A sparse ``Y`` is read through its stored
+values (:func:`sparse_fingerprint`), never densified.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def data_fingerprint(problem: Problem) -> DataFingerprint:
     m, n = problem.shape
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{m}x{n}|rank {problem.rank}|nonneg {problem.nonneg}|fixed_W {problem.fixed_W}|".encode())
+    if problem.is_sparse:
+        total = _hash_sparse(problem.Yt, digest)
+        return _finish(problem, digest, total)
     total = 0.0
     columns = max(1, _FINGERPRINT_BLOCK // max(1, m))
     for j in range(0, n, columns):
@@ -51,9 +55,34 @@ def data_fingerprint(problem: Problem) -> DataFingerprint:
         block = Y[:, j : j + columns].detach().to(device="cpu", dtype=torch.float32).T.contiguous()
         digest.update(block.numpy().tobytes())
         total += float(block.abs().sum(dtype=torch.float64))
+    return _finish(problem, digest, total)
+
+
+def _finish(problem: Problem, digest, total: float) -> DataFingerprint:
+    m, n = problem.shape
     if problem.fixed_W:  # W_true is part of an NNLS problem
         digest.update(problem.W_true.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes())
     return DataFingerprint(digest.hexdigest(), total / (m * n))
+
+
+def _hash_sparse(Yt: torch.Tensor, digest) -> float:
+    """Hash the nonzeros of ``Y`` in column-major order (the CSR arrays of its sorted transpose
+    ``Yt``: row pointers and indices as int64, values rounded to float32), in chunks of
+    ``_FINGERPRINT_BLOCK`` nonzeros; return ``sum |y|`` in float64 from the same values.
+
+    The digest of a sparse problem differs from that of the same matrix held dense (so their
+    initial factors differ; ``mean(|Y|)`` and hence the scale of the start are the same).
+    """
+    digest.update(b"sparse|")
+    digest.update(Yt.crow_indices().to(device="cpu", dtype=torch.int64).numpy().tobytes())
+    col, val = Yt.col_indices(), Yt.values()
+    total = 0.0
+    for a in range(0, val.numel(), _FINGERPRINT_BLOCK):
+        block = val[a : a + _FINGERPRINT_BLOCK].detach().to(device="cpu", dtype=torch.float32)
+        digest.update(col[a : a + _FINGERPRINT_BLOCK].to(device="cpu", dtype=torch.int64).numpy().tobytes())
+        digest.update(block.numpy().tobytes())
+        total += float(block.abs().sum(dtype=torch.float64))
+    return total
 
 
 def initial_factors(

@@ -112,9 +112,22 @@ def nnls_optimum(problem: Problem) -> tuple[torch.Tensor, int]:
     from scipy.optimize import nnls
 
     W = problem.W_true.detach().cpu().double().numpy()
-    Y = problem.Y.detach().cpu().double().numpy()
-    H = np.column_stack([nnls(W, Y[:, j])[0] for j in range(Y.shape[1])])
-    return torch.from_numpy(H).to(problem.device), Y.shape[1]
+    m, n = problem.shape
+    if problem.is_sparse:  # one dense column at a time, from the rows of Y^T
+        Yt = problem.Yt.detach().cpu().double()
+        crow, rows, values = Yt.crow_indices().numpy(), Yt.col_indices().numpy(), Yt.values().numpy()
+
+        def column(j: int) -> np.ndarray:
+            out = np.zeros(m)
+            out[rows[crow[j]:crow[j + 1]]] = values[crow[j]:crow[j + 1]]
+            return out
+    else:
+        Y = problem.Y.detach().cpu().double().numpy()
+
+        def column(j: int) -> np.ndarray:
+            return Y[:, j]
+    H = np.column_stack([nnls(W, column(j))[0] for j in range(n)])
+    return torch.from_numpy(H).to(problem.device), n
 
 
 def _solver(registry: Registry, choice: tuple[str, dict[str, Any]], objective: Objective):

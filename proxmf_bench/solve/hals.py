@@ -63,6 +63,7 @@ from dataclasses import dataclass
 import torch
 
 from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.sparse import times
 
 FLOOR = 1e-16
 
@@ -165,7 +166,7 @@ class HALS:
         overhead = ROW_OVERHEAD.get(problem.device.type, ROW_OVERHEAD_ACCELERATOR)
         self.cap_W, self.cap_H = sweep_caps(m, n, problem.rank, self.alpha, overhead)
         self.WtW, self.HHt = self.Wt @ self.Wt.T, self.H @ self.H.T
-        self.WtY = self.Wt @ problem.Y if self.fixed_W else None
+        self.WtY = times(self.Wt, problem.Y, problem.Yt) if self.fixed_W else None
         self.sweep_H = RowSweeps(self.H, self.l1_H, self.l2_H, self.eps)
         self.sweep_W = RowSweeps(self.Wt, self.l1_W, self.l2_W, self.eps)
         # the last block's (cross product, factor), for loss(); None before the first step
@@ -183,13 +184,13 @@ class HALS:
             self.update_W()
 
     def update_H(self) -> None:
-        WtY = self.WtY if self.fixed_W else self.Wt @ self.problem.Y
+        WtY = self.WtY if self.fixed_W else times(self.Wt, self.problem.Y, self.problem.Yt)
         self.sweeps["H"] = self.sweep_H(self.WtW, WtY, self.cap_H, self.delta)
         self.HHt = self.H @ self.H.T
         self.last = (WtY, self.H)
 
     def update_W(self) -> None:
-        HYt = self.H @ self.problem.Yt
+        HYt = times(self.H, self.problem.Yt, self.problem.Y)
         self.sweeps["W"] = self.sweep_W(self.HHt, HYt, self.cap_W, self.delta)
         self.WtW = self.Wt @ self.Wt.T
         self.last = (HYt, self.Wt)

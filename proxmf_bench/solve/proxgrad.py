@@ -37,6 +37,7 @@ import torch
 from proxmf_bench.errors import UserError, did_you_mean
 from proxmf_bench.plugin.specs import FactorTerm, Objective, Param, ProxSpec, SolverSpec, SpecLookup, coerce_params
 from proxmf_bench.problem.problem import Problem
+from proxmf_bench.problem.sparse import times
 
 BLOCKS = ("W", "H")
 DEFAULT_PROX = "nonneg"
@@ -285,13 +286,13 @@ class AlternatingProxSolver(ABC):
         if self._H_side is not None:
             return self._H_side
         gram = self._WWt if self._WWt is not None else self.Wt @ self.Wt.T
-        side = (gram, self.Wt @ self.Y)
+        side = (gram, times(self.Wt, self.Y, self.problem.Yt))
         if self.fixed_W:
             self._H_side = side
         return side
 
     def W_side(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.H @ self.H.T, self.H @ self.problem.Yt  # row-major Y^T: the fastest layout
+        return self.H @ self.H.T, times(self.H, self.problem.Yt, self.Y)  # row-major Y^T: the fastest layout
 
     def step(self) -> None:
         gram, cross = self.H_side()

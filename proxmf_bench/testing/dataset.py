@@ -104,8 +104,17 @@ def _variants(rec: Recorder, spec: DatasetSpec, registry: SpecLookup,
 
 
 def _tensors(problem: Problem) -> list[tuple[str, torch.Tensor]]:
-    return [(name, X) for name, X in (("Y", problem.Y), ("W_true", problem.W_true), ("H_true", problem.H_true))
-            if isinstance(X, torch.Tensor)]
+    """The problem's tensors; a sparse ``Y`` as its stored values, and its pattern (row
+    pointers and column indices) after them, compared but never modified."""
+    Y = problem.Y
+    sparse = isinstance(Y, torch.Tensor) and Y.layout == torch.sparse_csr
+    out = [(name, X) for name, X in (("Y", Y.values() if sparse else Y), ("W_true", problem.W_true),
+                                     ("H_true", problem.H_true)) if isinstance(X, torch.Tensor)]
+    return out + ([("Y's row pointers", Y.crow_indices()), ("Y's column indices", Y.col_indices())] if sparse else [])
+
+
+def _is_data(X: torch.Tensor) -> bool:
+    return X.is_floating_point()
 
 
 def _check_loads(rec: Recorder, spec: DatasetSpec, variant: Variant, device: torch.device, dtype: torch.dtype,
@@ -124,11 +133,11 @@ def _check_loads(rec: Recorder, spec: DatasetSpec, variant: Variant, device: tor
     if not ok:
         return
     rec.check(LOADS, True, lambda: None)
-    for name, X in _tensors(first):
+    for name, X in filter(lambda item: _is_data(item[1]), _tensors(first)):
         if not rec.check(PLACE, X.dtype == dtype and X.device == device, lambda name=name, X=X: Counterexample(
                 where, f"{name} in {dtype} on {device}", f"{name} in {X.dtype} on {X.device}")):
             break
-    Y = first.Y
+    Y = _tensors(first)[0][1]
     good = bool(torch.isfinite(Y).all()) and (not first.nonneg or bool((Y >= 0).all()))
     rec.check(DATA, good, lambda: Counterexample(where, "finite Y" + (", Y >= 0" if first.nonneg else ""),
                                                  f"Y = {fmt_value(Y)}"))
@@ -143,7 +152,7 @@ def _check_loads(rec: Recorder, spec: DatasetSpec, variant: Variant, device: tor
                          lambda name=name, before=before, again=again: Counterexample(
                              f"{where}, twice", f"the same {name} = {fmt_value(before)}", f"{name} = {fmt_value(again)}")):
             return
-    for _, X in _tensors(first):
+    for _, X in filter(lambda item: _is_data(item[1]), _tensors(first)):
         X.add_(1.0)  # what a careless solver might do to the problem it was given
     ok, third = rec.attempt(FRESH, load, lambda: f"{where}, after adding 1 to what the first load returned")
     if not ok:
