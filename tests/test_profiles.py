@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from proxmf_bench.results.profiles import (
+    compared_instances,
     instance_count,
     performance_profile,
     performance_ratios,
@@ -88,3 +89,14 @@ def test_zero_best_time_is_a_tie_not_a_division_by_zero():
     times = pd.DataFrame({"run": "r", "dataset": "d", "dtype": "float64", "objective_name": "nonneg", "seed": 0,
                           "device": "cpu", "solver": ["a", "b", "c"], "tol": 1e-2, "time_s": [0.0, 0.0, math.inf]})
     assert list(performance_ratios(times)["ratio"]) == [1.0, 1.0, math.inf]
+
+
+def test_an_instance_with_one_solver_is_left_out():
+    table = long_table()
+    alone = table[(table["run"] == "first") & (table["seed"] == 0) & (table["solver"] == "x")]
+    alone = alone.assign(objective_name="l1", problem="d|float64|seed 0|l1", solver="x[prox_H=l1]")
+    times = solve_times(pd.concat([table, alone], ignore_index=True), (1e-2,))
+    kept, left_out = compared_instances(times)
+    assert left_out == ["x[prox_H=l1]"]
+    assert instance_count(performance_ratios(kept), 1e-2) == 3
+    assert instance_count(performance_ratios(times), 1e-2) == 4

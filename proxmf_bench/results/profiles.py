@@ -19,6 +19,10 @@ variant solves other problems than ``pgm``: its profile is over its own problems
 :func:`performance_profile` says how many). :math:`\rho_s(1)` is the fraction of instances on
 which ``s`` was fastest, :math:`\rho_s(\infty)` the fraction it solved at all.
 
+An instance on which only one solver ran (a penalised variant alone on its objective) has
+nothing to compare: :func:`compared_instances` leaves it out of the profile, and says which
+solvers that leaves with no instance.
+
 A best time of 0 (the tolerance met at the starting point, before any solver time) makes
 every solver that met it there equally fast: their ratio is 1, the others' is ``inf`` only if
 they never reached it and otherwise their time over the smallest positive time recorded on
@@ -45,6 +49,16 @@ def solve_times(frame: pd.DataFrame, tolerances: Sequence[float] = TOLERANCES) -
     :func:`~proxmf_bench.results.analysis.add_suboptimality`."""
     per_seed = time_to_tolerance_per_seed(frame, tolerances)
     return per_seed[[*INSTANCE_KEYS, *SOLVER_KEYS, "tol", "time_s"]].reset_index(drop=True)
+
+
+def compared_instances(times: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``times`` without the instances on which fewer than two solvers ran, and the labels of
+    the solvers that ran on no other instance (left out of the profile)."""
+    solvers = times.groupby([*INSTANCE_KEYS, "tol"], sort=False, dropna=False)["solver"].transform("nunique")
+    devices = times.groupby([*INSTANCE_KEYS, "tol"], sort=False, dropna=False)["device"].transform("nunique")
+    kept = times[(solvers > 1) | (devices > 1)]
+    left_out = [s for s in pd.unique(times["solver"]) if s not in set(kept["solver"])]
+    return kept.reset_index(drop=True), left_out
 
 
 def performance_ratios(times: pd.DataFrame) -> pd.DataFrame:
