@@ -199,7 +199,7 @@ def build_report(
     ratios = performance_ratios(compared)
     profile = performance_profile(ratios)
     profiles = []
-    for tol in TOLERANCES:
+    for tol in TOLERANCES if len(ratios) else ():
         n = instance_count(ratios, tol)
         at = ratios[ratios["tol"] == tol]
         problems = at.drop_duplicates([k for k in INSTANCE_KEYS if k != "run"]).shape[0]
@@ -476,6 +476,8 @@ def _profiles_html(profiles: Sequence[tuple[str, bytes, int]]) -> str:
              "instance. At τ = 1: how often it was fastest; at the right end: how often it got there at all. "
              "A penalised variant solves its own problems, so its fraction is over those (the legend says "
              "how many). Ratios per instance: <span class='mono'>performance_ratios.csv</span>.</p>"]
+    if not profiles:
+        parts.append("<p>None: no problem was solved by two or more solvers.</p>")
     for (name, png, n), tol in zip(profiles, TOLERANCES):
         data = base64.b64encode(png).decode("ascii")
         caption = f"Performance profile for (F − f*)/f* ≤ {tol:.0e} over {n} instances."
