@@ -185,3 +185,19 @@ def test_format_seconds():
     assert format_seconds(0.0713) == "71.3 ms"
     assert format_seconds(2500.0) == "2500 s"
     assert format_seconds(float("inf")) == "not reached"
+
+
+def test_a_solver_family_has_one_hue_and_runs_are_named_only_where_they_overlay():
+    import matplotlib.colors as mcolors
+    frame = pd.DataFrame({
+        "run": ["r1", "r1", "r1", "r2"], "device": ["cpu"] * 4,
+        "solver": ["pgm", "pgm[prox_H=l1,lam_H=0.1]", "mu", "pgm"], "dataset": ["d1", "d1", "d1", "d2"],
+    })
+    style = Style.from_frame(frame)
+    hue = {s: mcolors.rgb_to_hsv(mcolors.to_rgb(c))[0] for s, c in style.colors.items()}
+    assert abs(hue["pgm"] - hue["pgm[prox_H=l1,lam_H=0.1]"]) < 0.03 < abs(hue["pgm"] - hue["mu"])
+    assert len(set(style.colors.values())) == 3
+    assert style.variant("pgm")["lw"] > style.variant("pgm[prox_H=l1,lam_H=0.1]")["lw"]
+    one_run = style.within(frame[frame["dataset"] == "d1"])
+    assert one_run.curve_label("r1", "cpu", "pgm") == "pgm" and one_run.linestyle(("r1", "cpu")) == "-"
+    assert style.curve_label("r2", "cpu", "pgm") == "pgm (r2)" and style.linestyle(("r2", "cpu")) != "-"

@@ -433,7 +433,7 @@ def tolerance_figure(frame: pd.DataFrame, style: Style, title: str,
         labels.append(wrap_label(label + (f" [{abnormal[curve]}]" if curve in abnormal else "")))
     row_height = max(0.34, 0.17 * max(label.count("\n") + 1 for label in labels)) if labels else 0.34
     with figure_context():
-        fig = Figure(figsize=(10, 2.1 + row_height * len(curves)), layout="constrained")
+        fig = Figure(figsize=(10, 2.1 + max(1.2, row_height * len(curves))), layout="constrained")
         axes = fig.subplots(1, len(tolerances), sharey=True, sharex=True, squeeze=False)[0]
         edge = matplotlib.transforms.blended_transform_factory
         for tol, ax in zip(tolerances, axes):
@@ -458,7 +458,8 @@ def tolerance_figure(frame: pd.DataFrame, style: Style, title: str,
                             transform=edge(ax.transAxes, ax.transData))
                 median = medians.loc[(run, device, solver, tol), "time_s"]
                 if math.isfinite(median):
-                    ax.plot([median, median], [y - 0.36, y + 0.36], color="0.1", lw=1.8, zorder=4)
+                    # behind the points: the median is often one seed's own time
+                    ax.plot([median, median], [y - 0.36, y + 0.36], color="0.15", lw=1.6, zorder=2.5)
             if not np.isfinite(part["time_s"]).any():
                 ax.text(0.5, 0.5, "reached by no run", transform=ax.transAxes, ha="center", va="center",
                         color="0.4", fontsize=8, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
@@ -469,9 +470,11 @@ def tolerance_figure(frame: pd.DataFrame, style: Style, title: str,
         for y, (_, _, solver) in enumerate(curves):
             axes[0].get_yticklabels()[y].set_color(_shade(style.colors[solver], -0.25))
         handles = [Line2D([], [], marker="o", ls="none", color="0.4", mec="white", ms=5),
-                   Line2D([], [], color="0.1", lw=1.8, marker="|", ms=10, ls="none"),
-                   Line2D([], [], marker="x", ls="none", color="0.45", ms=5)]
-        names = ["one seed", "median over seeds", "not reached (at the right edge)"]
+                   Line2D([], [], color="0.15", lw=1.6, marker="|", ms=10, ls="none")]
+        names = ["one seed", "median over seeds"]
+        if not np.isfinite(per_seed["time_s"]).all():
+            handles.append(Line2D([], [], marker="x", ls="none", color="0.45", ms=5))
+            names.append("not reached (at the right edge)")
         if repeated:
             handles.append(matplotlib.lines.Line2D([], [], color="0.4", marker="|", ms=6, lw=1))
             names.append("range over the repeats")
@@ -491,7 +494,7 @@ def profile_figure(profile: pd.DataFrame, style: Style, tol: float, instances: i
     part = profile[profile["tol"] == tol]
     several_devices = part["device"].nunique() > 1
     with figure_context():
-        fig = Figure(figsize=(8, 5.6), layout="constrained")
+        fig = Figure(figsize=(7.5, 5.2), layout="constrained")
         ax = fig.subplots()
         finite = part["tau"].to_numpy(float)
         finite = finite[np.isfinite(finite)]

@@ -2,7 +2,10 @@
 
 The HTML embeds every figure as a base64 PNG and carries its own CSS: no script, font,
 stylesheet or image is fetched, so it reads the same offline and as an e-mail attachment.
-The same figures are written as PNG, SVG and PDF (for papers) with ``summary.csv``:
+It opens with the performance profiles of every problem and seed
+(:mod:`~proxmf_bench.results.profiles`), then one section per dataset and dtype. The same
+figures are written as PNG, SVG and PDF (for papers) with ``summary.csv``,
+``f_star.csv``, ``time_to_tolerance.csv`` and ``performance_ratios.csv``:
 
 - one run directory: the report is ``RUN_DIR/report.html``, the figures ``RUN_DIR/figures/``;
 - several run directories (overlaid on the same axes): the report is ``report.html`` in the
@@ -141,7 +144,8 @@ def build_report(
     f_star: str | os.PathLike | None = None,
 ) -> Report:
     """Read the run directories and write the HTML report, the figures, ``summary.csv``,
-    ``f_star.csv`` (f* of each problem and its source) and ``time_to_tolerance.csv`` (per seed).
+    ``f_star.csv`` (f* of each problem and its source), ``time_to_tolerance.csv`` (per seed)
+    and ``performance_ratios.csv`` (the performance profiles' ratio per instance and solver).
 
     ``f_star`` is a table of known optima (:func:`~proxmf_bench.results.f_star.read_f_star`),
     used with those saved in the run directories. ``progress`` shows a bar over the problems
@@ -236,12 +240,14 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.solver{min-width:8em}
 .iqr{color:#666;font-size:.85em}
 details{margin:1em 0}
+tr.group td{background:#fafafa;font-weight:600}
 td.cmd{word-break:break-all;min-width:18em}
 tr.bad td{background:#fff3f0}
 .sw{display:inline-block;width:.85em;height:.85em;border-radius:2px;margin-right:.4em;vertical-align:-.08em}
 figure{margin:1.2em 0}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.88em;color:#555}
+figure.profile{max-width:760px}
 .muted{color:#666;font-size:.9em}
 .alert{background:#fff3f0;border-left:4px solid #d9534f;padding:.5em 1em;margin:1em 0}
 .err{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;white-space:pre-wrap;
@@ -261,9 +267,13 @@ def _num(value: float, fmt: str) -> str:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], classes: Sequence[str] = ()) -> str:
-    """``rows`` hold ready HTML; ``classes`` marks rows (e.g. ``"bad"``)."""
+    """``rows`` hold ready HTML cells, or a heading (a string) spanning the table; ``classes``
+    marks rows (e.g. ``"bad"``)."""
     out = ["<div class='scroll'><table><thead><tr>", *(f"<th>{_e(h)}</th>" for h in header), "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
+        if isinstance(row, str):
+            out.append(f"<tr class='group'><td colspan='{len(header)}'>{row}</td></tr>")
+            continue
         cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
         out.append(f"<tr{cls}>" + "".join(row) + "</tr>")
     out.append("</tbody></table></div>")
@@ -329,28 +339,29 @@ def _spread(median: float, q25: float, q75: float, text, seeds: int) -> str:
     """A cell: the median over seeds, below it its interquartile range ``[q25, q75]``."""
     if median is None or pd.isna(median):
         return "<td class='num'>&ndash;</td>"
-    iqr = f"<br><span class='iqr'>[{_e(text(q25))}, {_e(text(q75))}]</span>" if seeds > 1 and pd.notna(q25) else ""
+    low, high = (text(q).replace(" (best)", "").replace("not reached", "never") for q in (q25, q75))
+    shown = seeds > 1 and pd.notna(q25) and not (math.isinf(median) and math.isinf(q25))
+    iqr = f"<br><span class='iqr'>[{_e(low)}, {_e(high)}]</span>" if shown else ""
     return f"<td class='num'>{_e(text(median))}{iqr}</td>"
 
 
 def _sig3(value: float) -> str:
-    """Three significant digits (``1.00e+03``-style beyond four digits)."""
-    if value == 0:
-        return "0"
-    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
+    """Three significant digits (``1.23e-05`` outside 0.001 to 10000)."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    return f"{value:#.3g}".rstrip(".") if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
 
 
 def _subopt_text(value: float) -> str:
-    return "0 (best)" if value == 0 else f"{value:.2e}"
+    return "0 (best)" if value == 0 else _sig3(value)
 
 
 def _curve_columns(several: dict[str, bool]) -> list[str]:
-    return [name for name in ("objective", "run", "device") if several[name]]
+    return [name for name in ("run", "device") if several[name]]
 
 
 def _curve_cells(row: dict, style: Style, several: dict[str, bool]) -> list[str]:
     cells = [_solver_cell(row["solver"], style)]
-    cells += [f"<td class='mono'>{_e(row['objective_name'])}</td>"] if several["objective"] else []
     cells += [f"<td class='mono'>{_e(row['run'])}</td>"] if several["run"] else []
     cells += [f"<td>{_e(row['device'])}</td>"] if several["device"] else []
     return cells
@@ -378,7 +389,14 @@ def _summary_tables(summary: pd.DataFrame, times: pd.DataFrame, style: Style, fr
     detail_header = head + ["final loss"] + (["final objective"] if penalised else [])
     detail_header += ["iterations", "solver time", "time / iteration", "stop reasons", "errors"]
     main_rows, detail_rows, classes = [], [], []
+    objective = None
     for row in ordered.to_dict("records"):
+        if several["objective"] and row["objective_name"] != objective:
+            objective = row["objective_name"]
+            heading = f"objective <span class='mono'>{_e(objective)}</span>"
+            main_rows.append(heading)
+            detail_rows.append(heading)
+            classes.append("")
         seeds = int(row["seeds"])
         curve = _curve_cells(row, style, several)
         note = notes.get(row["solver"], "")
@@ -481,7 +499,7 @@ def _profiles_html(profiles: Sequence[tuple[str, bytes, int]]) -> str:
     for (name, png, n), tol in zip(profiles, TOLERANCES):
         data = base64.b64encode(png).decode("ascii")
         caption = f"Performance profile for (F − f*)/f* ≤ {tol:.0e} over {n} instances."
-        parts.append(f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
+        parts.append(f"<figure class='profile'><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
                      f"<figcaption>{_e(caption)} Files: <span class='mono'>{_e(name)}.*</span></figcaption></figure>")
     return "\n".join(parts)
 
