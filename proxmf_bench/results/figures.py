@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from proxmf_bench.results.analysis import (
     CURVE_KEYS,
@@ -410,6 +410,23 @@ def _seed_offsets(seeds: Sequence) -> dict:
     return {seed: float(v) for seed, v in zip(order, np.linspace(-0.22, 0.22, len(order)))}
 
 
+def _short_seconds(seconds: float) -> str:
+    """A tick label: ``0.02`` -> ``"20 ms"``."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale * 0.999:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _time_ticks(ax, low: float, high: float) -> None:
+    """Ticks in seconds, ms or µs at 1, 2, 5 (or 1, 3 or decades, on wider ranges) per decade."""
+    decades = math.log10(high / low)
+    subs = (1.0, 2.0, 5.0) if decades < 1.5 else (1.0, 3.0) if decades < 3 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short_seconds(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def tolerance_figure(frame: pd.DataFrame, style: Style, title: str,
                      tolerances: Sequence[float] = TOLERANCES) -> Figure:
     """Solver time to reach each relative suboptimality: one row per curve, a point per seed
@@ -439,8 +456,8 @@ def tolerance_figure(frame: pd.DataFrame, style: Style, title: str,
         for tol, ax in zip(tolerances, axes):
             ax.set_xscale("log")
             ax.set_xlim(low, high)
+            _time_ticks(ax, low, high)
             ax.grid(axis="y", visible=False)
-            ax.xaxis.set_minor_formatter(NullFormatter())
             part = per_seed[per_seed["tol"] == tol]
             for y, (run, device, solver) in enumerate(curves):
                 rows = part[(part["run"] == run) & (part["device"] == device) & (part["solver"] == solver)]
@@ -464,7 +481,7 @@ def tolerance_figure(frame: pd.DataFrame, style: Style, title: str,
                 ax.text(0.5, 0.5, "reached by no run", transform=ax.transAxes, ha="center", va="center",
                         color="0.4", fontsize=8, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
             ax.set_title(f"$(F - f^*)/f^* \\leq$ {tol:.0e}")
-            ax.set_xlabel(TIME_LABEL)
+            ax.set_xlabel("solver time")
         axes[0].set_yticks(range(len(curves)), labels)
         axes[0].set_ylim(len(curves) - 0.5, -0.5)
         for y, (_, _, solver) in enumerate(curves):
@@ -524,7 +541,8 @@ def profile_figure(profile: pd.DataFrame, style: Style, tol: float, instances: i
         ax.set_xlabel(r"$\tau$: within this factor of the fastest solver's time")
         ax.set_ylabel(r"fraction of instances solved, $\rho_s(\tau)$")
         where = f"{problems} problem(s)" + (f" in {runs} runs" if runs > 1 else "")
-        note = f"{instances} instances: {where} (a problem: dataset, dtype, objective, seed) with two or more solvers"
+        note = (f"{instances} instances ({where}) with two or more solvers; a problem is a dataset, dtype, "
+                "objective and seed")
         if left_out:
             note += "; alone on their problems, not shown: " + ", ".join(left_out)
         ax.set_title(f"performance profile: $(F - f^*)/f^* \\leq$ {tol:.0e}\n"
