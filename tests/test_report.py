@@ -85,8 +85,9 @@ def test_embedded_figures_are_the_written_pngs(report):
     page = parse(report.html_path)
     images = [v for tag, name, v in page.attrs if tag == "img" and name == "src"]
     pngs = [p for p in report.files if p.suffix == ".png"]
-    # synthetic: convergence, metrics, tolerance; lowrank has no ground truth: no metrics figure
-    assert len(images) == len(pngs) == 5
+    # synthetic: convergence, metrics, tolerance; lowrank has no ground truth: no metrics
+    # figure; a performance profile per tolerance
+    assert len(images) == len(pngs) == 5 + 3
     embedded = {base64.b64decode(src.split(",", 1)[1]) for src in images}
     assert embedded == {p.read_bytes() for p in pngs}
     assert all(data.startswith(PNG_MAGIC) and len(data) > 10_000 for data in embedded)
@@ -116,7 +117,7 @@ def test_several_runs_overlay(run_dir, tmp_path, monkeypatch):
     page = parse(html)
     text = " ".join(page.text)
     assert "first" in text and "second" in text
-    assert sum(1 for tag in page.tags if tag == "img") == 5
+    assert sum(1 for tag in page.tags if tag == "img") == 5 + 3
     assert (tmp_path / "figures" / "synthetic-m-40-n-30-rank-3-float64_convergence.png").stat().st_size > 0
     summary = pd.read_csv(tmp_path / "figures" / "summary.csv")
     mu = summary[(summary["solver"] == "mu") & (summary["dataset"] == "synthetic[m=40,n=30,rank=3]")]
@@ -131,7 +132,9 @@ def test_run_with_report_flag_writes_every_format_deterministically(tmp_path, ca
     assert f"report: {out / 'report.html'}" in capsys.readouterr().out
     files = [out / "report.html", *(out / "figures").iterdir()]
     first = {p.name: p.read_bytes() for p in files}
-    assert len(first) == 1 + 3 * 3 + 3  # the HTML, three figures in three formats, summary, f* and times CSV
+    # the HTML, three figures in three formats, summary, f*, times and performance ratios CSV; one
+    # solver: no performance profile
+    assert len(first) == 1 + 3 * 3 + 4
     for stem in ("convergence", "metrics", "time-to-tolerance"):
         stem = f"synthetic-m-20-n-15-rank-2-float64_{stem}"
         assert first[f"{stem}.png"].startswith(PNG_MAGIC)
@@ -175,6 +178,26 @@ def test_colours_follow_solvers_across_problems():
 
 
 def test_format_seconds():
-    assert format_seconds(3.2e-5) == "32 µs"
-    assert format_seconds(1.5) == "1.5 s"
+    assert format_seconds(3.2e-5) == "32.0 µs"
+    assert format_seconds(1.5) == "1.50 s"
+    assert format_seconds(1.0) == "1.00 s"
+    assert format_seconds(0.954) == "954 ms"
+    assert format_seconds(0.0713) == "71.3 ms"
+    assert format_seconds(2500.0) == "2500 s"
     assert format_seconds(float("inf")) == "not reached"
+
+
+def test_a_solver_family_has_one_hue_and_runs_are_named_only_where_they_overlay():
+    import matplotlib.colors as mcolors
+    frame = pd.DataFrame({
+        "run": ["r1", "r1", "r1", "r2"], "device": ["cpu"] * 4,
+        "solver": ["pgm", "pgm[prox_H=l1,lam_H=0.1]", "mu", "pgm"], "dataset": ["d1", "d1", "d1", "d2"],
+    })
+    style = Style.from_frame(frame)
+    hue = {s: mcolors.rgb_to_hsv(mcolors.to_rgb(c))[0] for s, c in style.colors.items()}
+    assert abs(hue["pgm"] - hue["pgm[prox_H=l1,lam_H=0.1]"]) < 0.03 < abs(hue["pgm"] - hue["mu"])
+    assert len(set(style.colors.values())) == 3
+    assert style.variant("pgm")["lw"] > style.variant("pgm[prox_H=l1,lam_H=0.1]")["lw"]
+    one_run = style.within(frame[frame["dataset"] == "d1"])
+    assert one_run.curve_label("r1", "cpu", "pgm") == "pgm" and one_run.linestyle(("r1", "cpu")) == "-"
+    assert style.curve_label("r2", "cpu", "pgm") == "pgm (r2)" and style.linestyle(("r2", "cpu")) != "-"

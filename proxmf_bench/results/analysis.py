@@ -262,17 +262,41 @@ def time_to_tolerance_per_seed(frame: pd.DataFrame, tolerances: Sequence[float] 
     return pd.concat(parts, ignore_index=True)
 
 
+def quartiles(values: np.ndarray) -> tuple[float, float, float]:
+    """25th, 50th and 75th percentiles (linear), ``inf`` counted as a value: a quartile
+    between two ``inf`` is ``inf`` (not ``nan``); ``nan`` where there are no values."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return (math.nan,) * 3
+    q = np.quantile(values, [0.25, 0.5, 0.75]) if np.isfinite(values).all() else np.array(
+        [_quantile_with_inf(np.sort(values), p) for p in (0.25, 0.5, 0.75)])
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def _quantile_with_inf(ordered: np.ndarray, p: float) -> float:
+    position = p * (len(ordered) - 1)
+    below, above = ordered[math.floor(position)], ordered[math.ceil(position)]
+    if math.isinf(above):
+        return math.inf if position > math.floor(position) or math.isinf(below) else float(below)
+    return float(below + (above - below) * (position - math.floor(position)))
+
+
 def time_to_tolerance(frame: pd.DataFrame, tolerances: Sequence[float] = TOLERANCES) -> pd.DataFrame:
     """Median over seeds of the solver time to reach each relative suboptimality.
 
     Needs the ``subopt`` column of :func:`add_suboptimality`. One row per (problem, curve,
-    tolerance) with ``tol``, ``time_s`` (``inf`` when the median seed never reached it),
-    ``reached`` and ``n_seeds``.
+    tolerance) with ``tol``, ``time_s`` (``inf`` when the median seed never reached it), its
+    quartiles over seeds ``time_s_q25`` and ``time_s_q75`` (:func:`quartiles`), ``reached``
+    and ``n_seeds``.
     """
     per_seed = time_to_tolerance_per_seed(frame, tolerances)
     keys = PROBLEM_KEYS + CURVE_KEYS + ["tol"]
-    summary = per_seed.groupby(keys, sort=False).time_s.agg(
+    grouped = per_seed.groupby(keys, sort=False).time_s
+    summary = grouped.agg(
         time_s=lambda t: float(np.median(t.to_numpy())),
+        time_s_q25=lambda t: quartiles(t.to_numpy())[0],
+        time_s_q75=lambda t: quartiles(t.to_numpy())[2],
         reached=lambda t: int(np.isfinite(t.to_numpy()).sum()),
         n_seeds="size",
     )
@@ -289,20 +313,18 @@ def _unique_errors(errors: pd.Series) -> str:
     return "; ".join(messages)
 
 
-def cell_summary(frame: pd.DataFrame, metrics: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per curve: medians over seeds of the final state of each run.
+SPREAD_COLUMNS = ("loss", "objective", "subopt", "time_s", "time_per_iter")
 
-    Columns: the problem and curve keys, ``seeds``, ``loss`` and ``subopt`` (final),
-    ``iterations``, ``time_s`` (total solver time), ``time_per_iter`` (solver time after
-    ``init`` over the iterations), each metric (final value), ``stop_reasons`` (counts) and
-    ``errors`` (distinct messages). Needs the ``subopt`` and ``value`` columns
-    (:func:`add_suboptimality`); ``objective`` is the final value.
-    """
+
+def final_states(frame: pd.DataFrame, metrics: Sequence[str] = ()) -> pd.DataFrame:
+    """The final state of each run (one row per curve and seed): ``loss``, ``objective``,
+    ``subopt``, ``iterations``, ``time_s`` (total solver time), ``time_per_iter`` (solver time
+    after ``init`` over the iterations), each metric, ``stop_reason`` and ``error``."""
     ordered = with_problems(frame).sort_values(CELL_KEYS + ["iteration"])
     grouped = ordered.groupby(CELL_KEYS, sort=False)
     first, last = grouped.head(1).set_index(CELL_KEYS), grouped.tail(1).set_index(CELL_KEYS)
     span = last["iteration"] - first["iteration"]
-    cells = pd.DataFrame({
+    return pd.DataFrame({
         "loss": last["loss"],
         "objective": last["value"],
         "subopt": last["subopt"],
@@ -313,11 +335,26 @@ def cell_summary(frame: pd.DataFrame, metrics: Sequence[str] = ()) -> pd.DataFra
         "stop_reason": last["stop_reason"],
         "error": last["error"],
     }).reset_index()
+
+
+def cell_summary(frame: pd.DataFrame, metrics: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per curve: medians over seeds of the final state of each run (:func:`final_states`).
+
+    Columns: the problem and curve keys, ``seeds``, the medians of ``loss``, ``objective``,
+    ``subopt``, ``iterations``, ``time_s``, ``time_per_iter`` and each metric, then the
+    quartiles over seeds ``<column>_q25`` and ``<column>_q75`` of each of those but
+    ``iterations``, ``stop_reasons`` (counts) and ``errors`` (distinct messages). Needs the
+    ``subopt`` and ``value`` columns (:func:`add_suboptimality`).
+    """
+    cells = final_states(frame, metrics)
     keys = PROBLEM_KEYS + CURVE_KEYS
     numeric = ["loss", "objective", "subopt", "iterations", "time_s", "time_per_iter", *metrics]
     per_curve = cells.groupby(keys, sort=False)
     out = per_curve[numeric].median()
     out.insert(0, "seeds", per_curve.size())
+    for column in [*SPREAD_COLUMNS, *metrics]:
+        out[f"{column}_q25"] = per_curve[column].quantile(0.25)
+        out[f"{column}_q75"] = per_curve[column].quantile(0.75)
     out["stop_reasons"] = per_curve["stop_reason"].agg(_stop_counts)
     out["errors"] = per_curve["error"].agg(_unique_errors)
     return out.reset_index()

@@ -1,7 +1,8 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot, no display needed).
 
-Each solver variant keeps one colour in every figure of a report; runs and devices overlaid
-on one problem are told apart by the line style (and, in bar charts, the hatch). Output is
+Each solver variant keeps one colour in every figure of a report, a family of variants
+(``pgm``, ``pgm[prox_H=...]``) one hue in shades, with markers; runs and devices are named
+and told apart by the line style only in figures where they overlay. Output is
 deterministic: fixed fonts shipped with matplotlib, a fixed SVG hash salt, and no dates or
 software versions in the PNG, SVG and PDF metadata.
 """
@@ -20,9 +21,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from proxmf_bench.results.analysis import CURVE_KEYS, TOLERANCES, median_curves, time_to_tolerance
+from proxmf_bench.results.analysis import (
+    CURVE_KEYS,
+    TOLERANCES,
+    median_curves,
+    time_to_tolerance,
+    time_to_tolerance_per_seed,
+)
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 150
@@ -46,7 +53,6 @@ _METADATA = {
     "pdf": {"Creator": "proxmf-bench", "Producer": None, "CreationDate": None},
 }
 _LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
-_HATCHES = ("", "///", "...", "xxx", "\\\\\\", "ooo")
 _METRIC_LABELS = {
     "sad_deg": "mean spectral angle to W_true (degrees)",
     "rmse_H": "RMSE of H (matched, rescaled)",
@@ -65,31 +71,65 @@ def figure_context() -> Iterator[None]:
 
 
 def _palette(n: int) -> list[str]:
-    """``n`` distinct colours: tab10, then the light half of tab20, then samples of turbo."""
-    tab20 = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab20"].colors]
-    colors = tab20[0::2] + tab20[1::2]
+    """``n`` distinct hues: tab10, then samples of turbo."""
+    colors = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["tab10"].colors]
     if n > len(colors):
         turbo = matplotlib.colormaps["turbo"]
         colors += [matplotlib.colors.to_hex(turbo(x)) for x in np.linspace(0.05, 0.95, n - len(colors))]
     return colors[:n]
 
 
+# Variant k of a family: the family's hue mixed with black (darker) or white (lighter), a
+# marker, and a thinner line drawn above the first variant, so a variant that coincides
+# with another leaves the wider line around it and its markers visible.
+_SHADES = (0.0, -0.35, 0.4, -0.6, 0.6, -0.2, 0.25)
+_MARKERS = (None, "o", "s", "^", "D", "v", "P", "X")
+
+
+def _shade(color: str, amount: float) -> str:
+    """``color`` mixed with black (``amount < 0``) or white (``amount > 0``)."""
+    rgb = np.array(matplotlib.colors.to_rgb(color))
+    target = np.ones(3) if amount > 0 else np.zeros(3)
+    return matplotlib.colors.to_hex(rgb + abs(amount) * (target - rgb))
+
+
+def solver_family(label: str) -> str:
+    """``pgm[prox_H=l1]`` -> ``pgm``: the registered solver a variant label belongs to."""
+    return label.split("[", 1)[0]
+
+
 @dataclass(frozen=True)
 class Style:
     """Colours per solver label and line style per condition (a run and device overlaid).
 
-    ``conditions`` is in the order the runs were given; a condition's label names only what
-    varies in the report (the run when several were given, the device when several were used).
+    A solver family (``pgm``, ``pgm[prox_H=...]``) has one hue; its variants differ in shade,
+    marker and line width (:meth:`variant`). ``conditions`` are the (run, device) pairs in the
+    order the runs were given; a condition's label names only what varies in the frame the
+    style was made for (the run where several runs overlay, the device where several were
+    used), and only then do conditions get different line styles. :meth:`within` gives the
+    style of one figure: the same colours, the conditions of its own frame.
     """
 
     solvers: tuple[str, ...]
     colors: dict[str, str]
     conditions: tuple[tuple[str, str], ...]
     condition_labels: dict[tuple[str, str], str]
+    variants: dict[str, int]
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> Style:
         solvers = tuple(pd.unique(frame["solver"]))
+        families = list(dict.fromkeys(solver_family(s) for s in solvers))
+        hues = dict(zip(families, _palette(len(families))))
+        variants, seen = {}, dict.fromkeys(families, 0)
+        for solver in solvers:
+            family = solver_family(solver)
+            variants[solver], seen[family] = seen[family], seen[family] + 1
+        colors = {s: _shade(hues[solver_family(s)], _SHADES[variants[s] % len(_SHADES)]) for s in solvers}
+        return cls(solvers, colors, (), {}, variants).within(frame)
+
+    def within(self, frame: pd.DataFrame) -> Style:
+        """This style for a figure of ``frame``: run and device named only where they vary there."""
         conditions = tuple(dict.fromkeys(zip(frame["run"], frame["device"])))
         several_runs = frame["run"].nunique() > 1
         several_devices = frame["device"].nunique() > 1
@@ -97,13 +137,17 @@ class Style:
         for run, device in conditions:
             parts = ([run] if several_runs else []) + ([device] if several_devices else [])
             labels[(run, device)] = ", ".join(parts)
-        return cls(solvers, dict(zip(solvers, _palette(len(solvers)))), conditions, labels)
+        return Style(self.solvers, self.colors, conditions, labels, self.variants)
 
     def linestyle(self, condition: tuple[str, str]):
         return _LINESTYLES[self.conditions.index(condition) % len(_LINESTYLES)]
 
-    def hatch(self, condition: tuple[str, str]) -> str:
-        return _HATCHES[self.conditions.index(condition) % len(_HATCHES)]
+    def variant(self, solver: str) -> dict:
+        """Line keywords of ``solver``'s place in its family: marker, width, z-order."""
+        k = self.variants.get(solver, 0)
+        marker = _MARKERS[k % len(_MARKERS)]
+        return {"marker": marker, "ms": 4.5, "lw": 2.6 if k == 0 else 1.4, "zorder": 2 + 0.1 * k,
+                "markerfacecolor": "none" if k % 2 == 0 else None}
 
     def curve_label(self, run: str, device: str, solver: str) -> str:
         condition = self.condition_labels[(run, device)]
@@ -115,15 +159,41 @@ class Style:
         return [(run, device, solver) for solver in self.solvers for run, device in self.conditions
                 if (run, device, solver) in present]
 
+    def handle(self, run: str, device: str, solver: str) -> Line2D:
+        """A legend handle drawn like the curve."""
+        return Line2D([], [], color=self.colors[solver], linestyle=self.linestyle((run, device)),
+                      **{k: v for k, v in self.variant(solver).items() if k != "zorder"})
+
 
 def format_seconds(seconds: float) -> str:
-    """``3.2e-05`` -> ``"32 µs"``; ``inf`` -> ``"not reached"``."""
+    """Three significant digits: ``3.2e-05`` -> ``"32.0 µs"``, ``1`` -> ``"1.00 s"``;
+    ``inf`` -> ``"not reached"``."""
     if not math.isfinite(seconds):
         return "not reached" if seconds > 0 else "n/a"
+    if seconds == 0:
+        return "0 s"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if abs(seconds) >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
+            break
+    else:
+        unit, scale = "ns", 1e-9
+    value = seconds / scale
+    text = f"{value:#.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return f"{text.rstrip('.')} {unit}"
+
+
+def wrap_label(label: str, width: int = 34) -> str:
+    """A long variant label on several lines, broken after its commas."""
+    if len(label) <= width:
+        return label
+    lines, line = [], ""
+    for piece in label.replace(",", ",\x00").split("\x00"):
+        if line and len(line) + len(piece) > width:
+            lines.append(line)
+            line = piece
+        else:
+            line += piece
+    return "\n".join([*lines, line])
 
 
 def metric_label(metric: str) -> str:
@@ -151,10 +221,16 @@ def _legend(fig: Figure, style: Style, frame: pd.DataFrame, drawn: set[tuple[str
             notes.append("nothing to plot")
         if notes:
             label += f" [{'; '.join(notes)}]"
-        handles.append(Line2D([], [], color=style.colors[solver], linestyle=style.linestyle((run, device)), lw=2))
+        handles.append(style.handle(run, device, solver))
         labels.append(label)
-    longest = max((len(label) for label in labels), default=1)
-    ncol = max(1, min(len(labels), 110 // (longest + 8)))
+    _put_legend(fig, handles, labels)
+
+
+def _put_legend(fig: Figure, handles: list, labels: list[str]) -> None:
+    """Below the axes, in as many columns as the longest label leaves room for."""
+    labels = [wrap_label(label, 44) for label in labels]
+    longest = max((len(line) for label in labels for line in label.split("\n")), default=1)
+    ncol = max(1, min(len(labels), 120 // (longest + 8)))
     fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
 
 
@@ -169,6 +245,7 @@ def _plot_curves(ax, curves: pd.DataFrame, x: str, style: Style, drawn: set, log
         lo, hi = curve["lo"].to_numpy(float), curve["hi"].to_numpy(float)
         keep = np.isfinite(mid) & (xs > 0 if x == "time_s" else True)
         color, ls = style.colors[solver], style.linestyle((run, device))
+        variant = style.variant(solver)
         if log_y:
             zero = keep & (mid <= 0)
             keep &= mid > 0
@@ -180,9 +257,12 @@ def _plot_curves(ax, curves: pd.DataFrame, x: str, style: Style, drawn: set, log
                 drawn.add(tuple(key))
         if not keep.any():
             continue
-        ax.plot(xs[keep], mid[keep], color=color, linestyle=ls, lw=1.6)
+        k = style.variants.get(solver, 0)
+        # markers spaced along the line's length, shifted per variant so they do not coincide
+        ax.plot(xs[keep], mid[keep], color=color, linestyle=ls, markevery=(0.03 + 0.037 * (k % 3), 0.11),
+                **variant)
         if (curve["n"] > 1).any():
-            ax.fill_between(xs[keep], lo[keep], hi[keep], color=color, alpha=0.18, lw=0)
+            ax.fill_between(xs[keep], lo[keep], hi[keep], color=color, alpha=0.15, lw=0)
         drawn.add(tuple(key))
     return marked
 
@@ -262,6 +342,7 @@ def value_label(frame: pd.DataFrame) -> str:
 def convergence_figure(frame: pd.DataFrame, style: Style, title: str) -> Figure:
     """The objective (the loss, for the nonnegative problem) and relative suboptimality
     against iterations and against solver time (2 x 2), for the problems of one objective."""
+    style = style.within(frame)
     with figure_context():
         fig = Figure(figsize=(10, 7.4), layout="constrained")
         axes = fig.subplots(2, 2, sharex="col")
@@ -294,6 +375,7 @@ def convergence_figure(frame: pd.DataFrame, style: Style, title: str) -> Figure:
 
 def metrics_figure(frame: pd.DataFrame, metrics: Sequence[str], style: Style, title: str) -> Figure:
     """Each ground-truth metric against solver time; log scale where it spans a decade."""
+    style = style.within(frame)
     with figure_context():
         ncols = min(2, len(metrics))
         nrows = math.ceil(len(metrics) / ncols)
@@ -320,44 +402,153 @@ def metrics_figure(frame: pd.DataFrame, metrics: Sequence[str], style: Style, ti
         return fig
 
 
+def _seed_offsets(seeds: Sequence) -> dict:
+    """Vertical offsets of each seed's point within a row, the same in every panel."""
+    order = sorted(seeds)
+    if len(order) == 1:
+        return {order[0]: 0.0}
+    return {seed: float(v) for seed, v in zip(order, np.linspace(-0.22, 0.22, len(order)))}
+
+
+def _short_seconds(seconds: float) -> str:
+    """A tick label: ``0.02`` -> ``"20 ms"``."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale * 0.999:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _time_ticks(ax, low: float, high: float) -> None:
+    """Ticks in seconds, ms or µs at 1, 2, 5 (or 1, 3 or decades, on wider ranges) per decade."""
+    decades = math.log10(high / low)
+    subs = (1.0, 2.0, 5.0) if decades < 1.5 else (1.0, 3.0) if decades < 3 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short_seconds(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def tolerance_figure(frame: pd.DataFrame, style: Style, title: str,
                      tolerances: Sequence[float] = TOLERANCES) -> Figure:
-    """Horizontal bars: solver time to reach each relative suboptimality, per curve."""
-    times = time_to_tolerance(frame, tolerances)
+    """Solver time to reach each relative suboptimality: one row per curve, a point per seed
+    (with its range over ``--repeat`` timings as a bar), the median over seeds as a vertical
+    tick, a seed that never got there as a cross at the right edge (a median is drawn only
+    where more than half the seeds got there)."""
+    style = style.within(frame)
+    per_seed = time_to_tolerance_per_seed(frame, tolerances)
+    medians = time_to_tolerance(frame, tolerances).set_index([*CURVE_KEYS, "tol"])
     curves = style.curves(frame)
     abnormal = abnormal_stops(frame)
-    finite = times["time_s"][np.isfinite(times["time_s"])]
-    # whole decades, with room on the right for the value labels, so major ticks always show
-    low = 10.0 ** math.floor(math.log10(finite.min() / 2)) if len(finite) else 1e-4
-    high = 10.0 ** math.ceil(math.log10(finite.max() * 5)) if len(finite) else 1.0
+    offsets = _seed_offsets(pd.unique(per_seed["seed"]))
+    repeated = bool((per_seed["time_s_max"] > per_seed["time_s_min"]).any())
+    finite = per_seed.loc[np.isfinite(per_seed["time_s"]), ["time_s", "time_s_min", "time_s_max"]].to_numpy(float)
+    finite = finite[finite > 0]
+    low = finite.min() / 2 if len(finite) else 1e-3
+    high = finite.max() * 4 if len(finite) else 1.0
+    labels = []
+    for curve in curves:
+        label = style.curve_label(*curve)
+        labels.append(wrap_label(label + (f" [{abnormal[curve]}]" if curve in abnormal else "")))
+    row_height = max(0.34, 0.17 * max(label.count("\n") + 1 for label in labels)) if labels else 0.34
     with figure_context():
-        fig = Figure(figsize=(10, 1.5 + 0.32 * len(curves)), layout="constrained")
+        fig = Figure(figsize=(10, 2.1 + max(1.2, row_height * len(curves))), layout="constrained")
         axes = fig.subplots(1, len(tolerances), sharey=True, sharex=True, squeeze=False)[0]
-        ypos = {curve: i for i, curve in enumerate(curves)}
+        edge = matplotlib.transforms.blended_transform_factory
         for tol, ax in zip(tolerances, axes):
             ax.set_xscale("log")
             ax.set_xlim(low, high)
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            _time_ticks(ax, low, high)
             ax.grid(axis="y", visible=False)
-            for row in times[times["tol"] == tol].itertuples(index=False):
-                key = (row.run, row.device, row.solver)
-                y = ypos[key]
-                partial = f" ({row.reached}/{row.n_seeds} seeds)" if 0 < row.reached < row.n_seeds else ""
-                if math.isfinite(row.time_s):
-                    ax.barh(y, row.time_s - low, left=low, height=0.7, color=style.colors[row.solver],
-                            hatch=style.hatch((row.run, row.device)), edgecolor="white", lw=0)
-                    ax.text(row.time_s, y, f" {format_seconds(row.time_s)}{partial}", va="center", fontsize=7.5)
-                else:
-                    why = f" ({abnormal[key]})" if key in abnormal else ""
-                    ax.text(low, y, f" not reached{partial}{why}", va="center", fontsize=7.5,
-                            color="0.35", style="italic")
+            part = per_seed[per_seed["tol"] == tol]
+            for y, (run, device, solver) in enumerate(curves):
+                rows = part[(part["run"] == run) & (part["device"] == device) & (part["solver"] == solver)]
+                color = style.colors[solver]
+                ys = y + rows["seed"].map(offsets).to_numpy(float)
+                t = rows["time_s"].to_numpy(float)
+                ok = np.isfinite(t)
+                if repeated and ok.any():
+                    lo, hi = rows["time_s_min"].to_numpy(float)[ok], rows["time_s_max"].to_numpy(float)[ok]
+                    ax.errorbar(t[ok], ys[ok], xerr=[t[ok] - lo, hi - t[ok]], fmt="none", ecolor=color, elinewidth=1,
+                                capsize=2, zorder=2)
+                ax.plot(t[ok], ys[ok], "o", ms=4.5, color=color, mec="white", mew=0.5, zorder=3)
+                if (~ok).any():
+                    ax.plot(np.full((~ok).sum(), 0.97), ys[~ok], "x", ms=5, color="0.45", zorder=3,
+                            transform=edge(ax.transAxes, ax.transData))
+                median = medians.loc[(run, device, solver, tol), "time_s"]
+                if math.isfinite(median):
+                    # behind the points: the median is often one seed's own time
+                    ax.plot([median, median], [y - 0.36, y + 0.36], color="0.15", lw=1.6, zorder=2.5)
+            if not np.isfinite(part["time_s"]).any():
+                ax.text(0.5, 0.5, "reached by no run", transform=ax.transAxes, ha="center", va="center",
+                        color="0.4", fontsize=8, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
             ax.set_title(f"$(F - f^*)/f^* \\leq$ {tol:.0e}")
-            ax.set_xlabel(TIME_LABEL)
-        axes[0].set_yticks(range(len(curves)), [style.curve_label(*c) for c in curves])
+            ax.set_xlabel("solver time")
+        axes[0].set_yticks(range(len(curves)), labels)
         axes[0].set_ylim(len(curves) - 0.5, -0.5)
-        note = textwrap.fill(f"time to tolerance ({_seed_note(frame, band=False)}; first recorded point at or "
+        for y, (_, _, solver) in enumerate(curves):
+            axes[0].get_yticklabels()[y].set_color(_shade(style.colors[solver], -0.25))
+        handles = [Line2D([], [], marker="o", ls="none", color="0.4", mec="white", ms=5),
+                   Line2D([], [], color="0.15", lw=1.6, marker="|", ms=10, ls="none")]
+        names = ["one seed", "median over seeds"]
+        if not np.isfinite(per_seed["time_s"]).all():
+            handles.append(Line2D([], [], marker="x", ls="none", color="0.45", ms=5))
+            names.append("not reached (at the right edge)")
+        if repeated:
+            handles.append(matplotlib.lines.Line2D([], [], color="0.4", marker="|", ms=6, lw=1))
+            names.append("range over the repeats")
+        _put_legend(fig, handles, names)
+        note = textwrap.fill(f"time to tolerance ({frame['seed'].nunique()} seed(s); first recorded point at or "
                              f"below the tolerance); {f_star_note(frame)}", 115)
         fig.suptitle(f"{title}\n{note}", fontsize=10)
+        return fig
+
+
+def profile_figure(profile: pd.DataFrame, style: Style, tol: float, instances: int, problems: int,
+                   runs: int, left_out: Sequence[str] = ()) -> Figure:
+    """Dolan-Moré performance profile of one tolerance (:mod:`~proxmf_bench.results.profiles`):
+    the fraction of its instances each solver solved within a factor ``tau`` of the best.
+    Profiles often coincide (two solvers that failed everywhere): the first drawn is the
+    widest, so each stays visible under the next."""
+    part = profile[profile["tol"] == tol]
+    several_devices = part["device"].nunique() > 1
+    with figure_context():
+        fig = Figure(figsize=(7.5, 5.2), layout="constrained")
+        ax = fig.subplots()
+        finite = part["tau"].to_numpy(float)
+        finite = finite[np.isfinite(finite)]
+        right = max(2.0, float(finite.max()) * 1.5) if len(finite) else 2.0
+        handles, labels = [], []
+        devices = list(pd.unique(part["device"]))
+        drawn = [(s, d) for s in style.solvers for d in devices
+                 if ((part["solver"] == s) & (part["device"] == d)).any()]
+        for i, (solver, device) in enumerate(drawn):
+            steps = part[(part["solver"] == solver) & (part["device"] == device)]
+            taus, fractions = steps["tau"].to_numpy(float), steps["fraction"].to_numpy(float)
+            ok = np.isfinite(taus)
+            xs = np.concatenate([[1.0], taus[ok], [right]])
+            ys = np.concatenate([[0.0], fractions[ok], [fractions[ok][-1] if ok.any() else 0.0]])
+            ls = _LINESTYLES[devices.index(device) % len(_LINESTYLES)]
+            line, = ax.step(xs, ys, where="post", color=style.colors[solver], linestyle=ls,
+                            lw=1.4 + 0.6 * (len(drawn) - 1 - i), zorder=2 + 0.01 * i, clip_on=False)
+            n = int(steps["instances"].iloc[0])
+            label = solver + (f" ({device})" if several_devices else "")
+            label += f" ({n} of {instances} instances)" if n != instances else ""
+            handles.append(line)
+            labels.append(label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlim(1.0, right)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel(r"$\tau$: within this factor of the fastest solver's time")
+        ax.set_ylabel(r"fraction of instances solved, $\rho_s(\tau)$")
+        where = f"{problems} problem(s)" + (f" in {runs} runs" if runs > 1 else "")
+        note = (f"{instances} instances ({where}) with two or more solvers; a problem is a dataset, dtype, "
+                "objective and seed")
+        if left_out:
+            note += "; alone on their problems, not shown: " + ", ".join(left_out)
+        ax.set_title(f"performance profile: $(F - f^*)/f^* \\leq$ {tol:.0e}\n"
+                     + textwrap.fill(note, 95) + "\nnever reaching the tolerance counts as failed; "
+                     "coinciding lines: the first drawn is widest", fontsize=9.5)
+        _put_legend(fig, handles, labels)
         return fig
 
 

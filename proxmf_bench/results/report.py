@@ -2,7 +2,10 @@
 
 The HTML embeds every figure as a base64 PNG and carries its own CSS: no script, font,
 stylesheet or image is fetched, so it reads the same offline and as an e-mail attachment.
-The same figures are written as PNG, SVG and PDF (for papers) with ``summary.csv``:
+It opens with the performance profiles of every problem and seed
+(:mod:`~proxmf_bench.results.profiles`), then one section per dataset and dtype. The same
+figures are written as PNG, SVG and PDF (for papers) with ``summary.csv``,
+``f_star.csv``, ``time_to_tolerance.csv`` and ``performance_ratios.csv``:
 
 - one run directory: the report is ``RUN_DIR/report.html``, the figures ``RUN_DIR/figures/``;
 - several run directories (overlaid on the same axes): the report is ``report.html`` in the
@@ -29,6 +32,7 @@ from tqdm import tqdm
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.results.analysis import (
+    CURVE_KEYS,
     TOLERANCES,
     RunData,
     add_suboptimality,
@@ -39,6 +43,7 @@ from proxmf_bench.results.analysis import (
     known_optima,
     load_runs,
     metric_columns,
+    time_to_tolerance,
     time_to_tolerance_per_seed,
 )
 from proxmf_bench.results.f_star import read_f_star
@@ -50,8 +55,17 @@ from proxmf_bench.results.figures import (
     format_seconds,
     metric_label,
     metrics_figure,
+    profile_figure,
     render,
     tolerance_figure,
+)
+from proxmf_bench.results.profiles import (
+    INSTANCE_KEYS,
+    compared_instances,
+    instance_count,
+    performance_profile,
+    performance_ratios,
+    solve_times,
 )
 from proxmf_bench.results.table import atomic_write_bytes
 
@@ -60,6 +74,7 @@ FIGURES_DIR = "figures"
 SUMMARY_FILE = "summary.csv"
 F_STAR_FILE = "f_star.csv"
 TIMES_FILE = "time_to_tolerance.csv"
+RATIOS_FILE = "performance_ratios.csv"
 
 
 @dataclass
@@ -117,6 +132,7 @@ class _Section:
     metrics: list[str]
     summary: pd.DataFrame
     times: pd.DataFrame  # time to tolerance per seed
+    time_summary: pd.DataFrame  # its median and quartiles over seeds
 
 
 def build_report(
@@ -128,7 +144,8 @@ def build_report(
     f_star: str | os.PathLike | None = None,
 ) -> Report:
     """Read the run directories and write the HTML report, the figures, ``summary.csv``,
-    ``f_star.csv`` (f* of each problem and its source) and ``time_to_tolerance.csv`` (per seed).
+    ``f_star.csv`` (f* of each problem and its source), ``time_to_tolerance.csv`` (per seed)
+    and ``performance_ratios.csv`` (the performance profiles' ratio per instance and solver).
 
     ``f_star`` is a table of known optima (:func:`~proxmf_bench.results.f_star.read_f_star`),
     used with those saved in the run directories. ``progress`` shows a bar over the problems
@@ -179,15 +196,29 @@ def build_report(
                              + ", ".join(metric_label(m) for m in present) + "."))
         summary = cell_summary(sub, present)
         times = time_to_tolerance_per_seed(sub)
-        sections.append(_Section(dataset, dtype, title, slug, notes, embedded, present, summary, times))
+        sections.append(_Section(dataset, dtype, title, slug, notes, embedded, present, summary, times,
+                                 time_to_tolerance(sub)))
+
+    compared, left_out = compared_instances(solve_times(frame))
+    ratios = performance_ratios(compared)
+    profile = performance_profile(ratios)
+    profiles = []
+    for tol in TOLERANCES if len(ratios) else ():
+        n = instance_count(ratios, tol)
+        at = ratios[ratios["tol"] == tol]
+        problems = at.drop_duplicates([k for k in INSTANCE_KEYS if k != "run"]).shape[0]
+        fig = profile_figure(profile, style, tol, n, problems, at["run"].nunique(), left_out)
+        name = f"performance-profile_{tol:.0e}"
+        profiles.append((name, save(name, fig), n))
 
     for name, table in ((SUMMARY_FILE, pd.concat([s.summary for s in sections], ignore_index=True)),
                         (F_STAR_FILE, f_star_table(frame, known_optima(runs, extra))),
-                        (TIMES_FILE, pd.concat([s.times for s in sections], ignore_index=True))):
+                        (TIMES_FILE, pd.concat([s.times for s in sections], ignore_index=True)),
+                        (RATIOS_FILE, ratios)):
         csv_path = fig_dir / name
         atomic_write_bytes(csv_path, table.to_csv(index=False).encode())
         report.files.append(csv_path)
-    page = _page(runs, frame, sections, style, fig_dir, formats)
+    page = _page(runs, frame, sections, profiles, style, fig_dir, formats)
     atomic_write_bytes(html_path, page.encode("utf-8"))
     return report
 
@@ -206,13 +237,17 @@ table{border-collapse:collapse;font-size:.88em}
 th,td{border:1px solid #d8d8d8;padding:.25em .55em;text-align:left;vertical-align:top}
 th{background:#f4f4f6}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.solver{white-space:nowrap}
+td.solver{min-width:8em}
+.iqr{color:#666;font-size:.85em}
+details{margin:1em 0}
+tr.group td{background:#fafafa;font-weight:600}
 td.cmd{word-break:break-all;min-width:18em}
 tr.bad td{background:#fff3f0}
 .sw{display:inline-block;width:.85em;height:.85em;border-radius:2px;margin-right:.4em;vertical-align:-.08em}
 figure{margin:1.2em 0}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.88em;color:#555}
+figure.profile{max-width:760px}
 .muted{color:#666;font-size:.9em}
 .alert{background:#fff3f0;border-left:4px solid #d9534f;padding:.5em 1em;margin:1em 0}
 .err{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em;white-space:pre-wrap;
@@ -232,9 +267,13 @@ def _num(value: float, fmt: str) -> str:
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], classes: Sequence[str] = ()) -> str:
-    """``rows`` hold ready HTML; ``classes`` marks rows (e.g. ``"bad"``)."""
+    """``rows`` hold ready HTML cells, or a heading (a string) spanning the table; ``classes``
+    marks rows (e.g. ``"bad"``)."""
     out = ["<div class='scroll'><table><thead><tr>", *(f"<th>{_e(h)}</th>" for h in header), "</tr></thead><tbody>"]
     for i, row in enumerate(rows):
+        if isinstance(row, str):
+            out.append(f"<tr class='group'><td colspan='{len(header)}'>{row}</td></tr>")
+            continue
         cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
         out.append(f"<tr{cls}>" + "".join(row) + "</tr>")
     out.append("</tbody></table></div>")
@@ -290,50 +329,115 @@ def _errors_block(frame: pd.DataFrame) -> str:
             f"the figures' legends and the summary tables.<ul>{''.join(items)}</ul></div>")
 
 
-def _summary_table(summary: pd.DataFrame, style: Style, frame: pd.DataFrame, metrics: Sequence[str]) -> str:
+def _solver_cell(solver: str, style: Style) -> str:
+    """The solver's swatch and label, breakable after its commas (long prox variants)."""
+    swatch = f"<span class='sw' style='background:{style.colors[solver]}'></span>"
+    return f"<td class='mono solver'>{swatch}{'<wbr>'.join(_e(p) for p in re.split(r'(?<=,)', solver))}</td>"
+
+
+def _spread(median: float, q25: float, q75: float, text, seeds: int) -> str:
+    """A cell: the median over seeds, below it its interquartile range ``[q25, q75]``."""
+    if median is None or pd.isna(median):
+        return "<td class='num'>&ndash;</td>"
+    low, high = (text(q).replace(" (best)", "").replace("not reached", "never") for q in (q25, q75))
+    shown = seeds > 1 and pd.notna(q25) and not (math.isinf(median) and math.isinf(q25))
+    iqr = f"<br><span class='iqr'>[{_e(low)}, {_e(high)}]</span>" if shown else ""
+    return f"<td class='num'>{_e(text(median))}{iqr}</td>"
+
+
+def _sig3(value: float) -> str:
+    """Three significant digits (``1.23e-05`` outside 0.001 to 10000)."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    return f"{value:#.3g}".rstrip(".") if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
+
+
+def _subopt_text(value: float) -> str:
+    return "0 (best)" if value == 0 else _sig3(value)
+
+
+def _curve_columns(several: dict[str, bool]) -> list[str]:
+    return [name for name in ("run", "device") if several[name]]
+
+
+def _curve_cells(row: dict, style: Style, several: dict[str, bool]) -> list[str]:
+    cells = [_solver_cell(row["solver"], style)]
+    cells += [f"<td class='mono'>{_e(row['run'])}</td>"] if several["run"] else []
+    cells += [f"<td>{_e(row['device'])}</td>"] if several["device"] else []
+    return cells
+
+
+def _summary_tables(summary: pd.DataFrame, times: pd.DataFrame, style: Style, frame: pd.DataFrame,
+                    metrics: Sequence[str]) -> str:
     """Final state per curve, ranked within each objective (suboptimality is against that
-    objective's f*); a curve whose objective is unknown says why."""
-    several_runs = frame["run"].nunique() > 1
-    several_devices = frame["device"].nunique() > 1
+    objective's f*): first what a reviewer reads (suboptimality, ground-truth metrics, time to
+    each tolerance), then the run details (loss, iterations, times, stop reasons, errors).
+    Each value is the median over seeds with its interquartile range; a curve whose objective
+    is unknown says why."""
     objectives = list(pd.unique(summary["objective_name"]))
+    several = {"objective": len(objectives) > 1, "run": frame["run"].nunique() > 1,
+               "device": frame["device"].nunique() > 1}
     penalised = any(o != "nonneg" for o in objectives)
     notes = frame.groupby("solver")["objective_note"].first().to_dict()
-    header = ["solver"] + (["objective"] if len(objectives) > 1 else [])
-    header += (["run"] if several_runs else []) + (["device"] if several_devices else [])
-    header += ["seeds", "final loss"] + (["final objective"] if penalised else [])
-    header += ["final (F−f*)/f*", "iterations", "solver time", "time / iteration"]
-    header += [f"final {m}" for m in metrics] + ["stop reasons", "errors"]
     order = {o: i for i, o in enumerate(objectives)}
     ordered = summary.assign(_objective=summary["objective_name"].map(order)).sort_values(
         ["_objective", "subopt", "loss"], na_position="last", kind="stable")
-    rows, classes = [], []
+    ttt = times.set_index([*CURVE_KEYS, "objective_name", "tol"])
+    head = ["solver", *_curve_columns(several)]
+    main_header = head + ["seeds", "final (F−f*)/f*", *(f"final {m}" for m in metrics)]
+    main_header += [f"time to {t:.0e}" for t in TOLERANCES]
+    detail_header = head + ["final loss"] + (["final objective"] if penalised else [])
+    detail_header += ["iterations", "solver time", "time / iteration", "stop reasons", "errors"]
+    main_rows, detail_rows, classes = [], [], []
+    objective = None
     for row in ordered.to_dict("records"):
-        swatch = f"<span class='sw' style='background:{style.colors[row['solver']]}'></span>"
-        cells = [f"<td class='mono solver'>{swatch}{_e(row['solver'])}</td>"]
-        if len(objectives) > 1:
-            cells.append(f"<td class='mono'>{_e(row['objective_name'])}</td>")
-        if several_runs:
-            cells.append(f"<td class='mono'>{_e(row['run'])}</td>")
-        if several_devices:
-            cells.append(f"<td>{_e(row['device'])}</td>")
-        iterations = row["iterations"]
+        if several["objective"] and row["objective_name"] != objective:
+            objective = row["objective_name"]
+            heading = f"objective <span class='mono'>{_e(objective)}</span>"
+            main_rows.append(heading)
+            detail_rows.append(heading)
+            classes.append("")
+        seeds = int(row["seeds"])
+        curve = _curve_cells(row, style, several)
         note = notes.get(row["solver"], "")
-        subopt = _num(row["subopt"], ".2e") if row["subopt"] != 0 else "0 (best)"
-        cells += [f"<td class='num'>{row['seeds']}</td>", f"<td class='num'>{_num(row['loss'], '.6g')}</td>"]
+        cells = [*curve, f"<td class='num'>{seeds}</td>"]
+        if note:
+            cells.append("<td class='num'>unknown objective</td>")
+        else:
+            cells.append(_spread(row["subopt"], row["subopt_q25"], row["subopt_q75"], _subopt_text, seeds))
+        cells += [_spread(row[m], row[f"{m}_q25"], row[f"{m}_q75"], _sig3, seeds) for m in metrics]
+        for tol in TOLERANCES:
+            key = (row["run"], row["device"], row["solver"], row["objective_name"], tol)
+            if key not in ttt.index:
+                cells.append("<td class='num'>&ndash;</td>")
+                continue
+            t = ttt.loc[key]
+            reached = f"<br><span class='iqr'>{int(t['reached'])}/{int(t['n_seeds'])} seeds</span>" \
+                if 0 < t["reached"] < t["n_seeds"] else ""
+            cell = _spread(t["time_s"], t["time_s_q25"], t["time_s_q75"], format_seconds, seeds)
+            cells.append(cell.replace("</td>", f"{reached}</td>"))
+        main_rows.append(cells)
+        details = [*curve, _spread(row["loss"], row["loss_q25"], row["loss_q75"], _sig6, seeds)]
         if penalised:
-            cells.append(f"<td class='num'>{_num(row['objective'], '.6g')}</td>")
-        cells += [
-            f"<td class='num'>{subopt if not note else 'unknown objective'}</td>",
+            details.append(_spread(row["objective"], row["objective_q25"], row["objective_q75"], _sig6, seeds))
+        iterations = row["iterations"]
+        details += [
             f"<td class='num'>{_num(iterations, '.0f' if float(iterations).is_integer() else '.1f')}</td>",
-            f"<td class='num'>{_e(format_seconds(row['time_s'])) if pd.notna(row['time_s']) else '&ndash;'}</td>",
-            f"<td class='num'>{_e(format_seconds(row['time_per_iter'])) if pd.notna(row['time_per_iter']) else '&ndash;'}</td>",
+            _spread(row["time_s"], row["time_s_q25"], row["time_s_q75"], format_seconds, seeds),
+            _spread(row["time_per_iter"], row["time_per_iter_q25"], row["time_per_iter_q75"], format_seconds, seeds),
         ]
-        cells += [f"<td class='num'>{_num(row[m], '.4g')}</td>" for m in metrics]
         errors = "; ".join(e for e in (row["errors"], note) if e)
-        cells += [f"<td>{_e(row['stop_reasons'])}</td>", f"<td><span class='err'>{_e(errors)}</span></td>"]
-        rows.append(cells)
+        details += [f"<td>{_e(row['stop_reasons'])}</td>", f"<td><span class='err'>{_e(errors)}</span></td>"]
+        detail_rows.append(details)
         classes.append("bad" if row["errors"] or "diverged" in row["stop_reasons"] else "")
-    return _table(header, rows, classes)
+    spread = "median over seeds, below it [25th, 75th percentile]" if summary["seeds"].max() > 1 else "one seed"
+    return (f"<p class='muted'>Each cell: {spread}. Time to tolerance counts a seed that never got there as "
+            "never.</p>" + _table(main_header, main_rows, classes)
+            + "<h3>Run details</h3>" + _table(detail_header, detail_rows, classes))
+
+
+def _sig6(value: float) -> str:
+    return format(value, ".6g")
 
 
 def _times_table(times: pd.DataFrame, style: Style, frame: pd.DataFrame) -> str:
@@ -347,8 +451,7 @@ def _times_table(times: pd.DataFrame, style: Style, frame: pd.DataFrame) -> str:
                              values=["time_s", "time_s_min", "time_s_max"], aggfunc="first", sort=False)
     rows = []
     for (solver, run, device, seed), row in wide.iterrows():
-        swatch = f"<span class='sw' style='background:{style.colors[solver]}'></span>"
-        cells = [f"<td class='mono solver'>{swatch}{_e(solver)}</td>"]
+        cells = [_solver_cell(solver, style)]
         cells += [f"<td class='mono'>{_e(run)}</td>"] if several_runs else []
         cells += [f"<td>{_e(device)}</td>"] if several_devices else []
         cells.append(f"<td class='num'>{seed}</td>")
@@ -373,17 +476,36 @@ def _section_html(section: _Section, style: Style, frame: pd.DataFrame) -> str:
             f"<figcaption>{_e(caption)} Files: <span class='mono'>{_e(name)}.*</span></figcaption></figure>"
         )
     parts.append("<h3>Summary</h3>")
-    parts.append(_summary_table(section.summary, style, sub, section.metrics))
+    parts.append(_summary_tables(section.summary, section.time_summary, style, sub, section.metrics))
     repeats = "; in brackets the range over the repeats of each cell" if (
         section.times["time_s_max"] > section.times["time_s_min"]).any() else ""
-    parts.append(f"<h3>Time to tolerance per seed</h3><p class='muted'>Solver time at the first recorded point "
-                 f"at or below each tolerance{repeats}.</p>")
-    parts.append(_times_table(section.times, style, sub))
+    parts.append(f"<details><summary><b>Time to tolerance per seed</b></summary><p class='muted'>Solver time at "
+                 f"the first recorded point at or below each tolerance{repeats}.</p>")
+    parts.append(_times_table(section.times, style, sub) + "</details>")
     return "\n".join(parts)
 
 
-def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Section], style: Style,
-          fig_dir: Path, formats: Sequence[str]) -> str:
+def _profiles_html(profiles: Sequence[tuple[str, bytes, int]]) -> str:
+    """The performance profiles, one figure per tolerance, each with its instance count."""
+    parts = ["<h2 id='profiles'>Performance profiles</h2>",
+             "<p class='muted'>Dolan–Moré profiles over every problem and seed of the runs shown (each run "
+             "directory's problems are separate instances): for each solver, the fraction of its instances "
+             "on which it reached the tolerance within a factor τ of the fastest solver's time on that "
+             "instance. At τ = 1: how often it was fastest; at the right end: how often it got there at all. "
+             "A penalised variant solves its own problems, so its fraction is over those (the legend says "
+             "how many). Ratios per instance: <span class='mono'>performance_ratios.csv</span>.</p>"]
+    if not profiles:
+        parts.append("<p>None: no problem was solved by two or more solvers.</p>")
+    for (name, png, n), tol in zip(profiles, TOLERANCES):
+        data = base64.b64encode(png).decode("ascii")
+        caption = f"Performance profile for (F − f*)/f* ≤ {tol:.0e} over {n} instances."
+        parts.append(f"<figure class='profile'><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{_e(caption)} Files: <span class='mono'>{_e(name)}.*</span></figcaption></figure>")
+    return "\n".join(parts)
+
+
+def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Section],
+          profiles: Sequence[tuple[str, bytes, int]], style: Style, fig_dir: Path, formats: Sequence[str]) -> str:
     tols = ", ".join(f"{t:.0e}" for t in TOLERANCES)
     nav = "".join(f"<li><a href='#{_e(s.slug)}' class='mono'>{_e(s.title)}</a></li>" for s in sections)
     solvers = ", ".join(
@@ -406,7 +528,10 @@ def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Sect
         "(<i>F = f + g<sub>W</sub> + g<sub>H</sub></i>; projections add 0). MU, NALMU, the peers and "
         "PGM with the default proxes solve the nonnegative problem (<code>nonneg</code>). Solvers are "
         "compared only within a problem: each objective of a dataset has its own figures and f*. Runs "
-        "and devices given together are overlaid on the same axes, told apart by line style.</li>"
+        "and devices given together are overlaid on the same axes, named in the legend and told apart "
+        "by line style where they overlay. A solver's variants (<code>pgm</code>, "
+        "<code>pgm[prox_H=...]</code>) share its hue, in shades, with markers and thinner lines drawn "
+        "above the first, so coinciding curves stay visible.</li>"
         "<li><i>f*</i> of a problem is the lowest of its reference optimum (<code>proxmf-bench "
         "reference</code>, <code>run --reference</code>), a value given with <code>--f-star</code>, "
         "and the lowest objective any run shown reached; where it comes from is stated with each "
@@ -420,12 +545,15 @@ def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Sect
         "percentile; a curve ends where more than half of its seeds stopped.</li>"
         f"<li>Time to tolerance ({_e(tols)}): solver time at the first recorded point at or below "
         "the tolerance (points are recorded on a geometric schedule, so this is an upper bound); "
-        "the figures show the median over seeds, with a seed that never got there counted as never, "
-        "the tables each seed, with the range over repeats when cells were timed several times "
-        "(<code>--repeat</code>; <code>time_s</code> is then the median of the repeats).</li>"
+        "the figures show each seed as a point (with the range over repeats when cells were timed "
+        "several times, <code>--repeat</code>; <code>time_s</code> is then the median of the repeats) "
+        "and the median over seeds as a tick, a seed that never got there as a cross at the right "
+        "edge; the summary gives the median and interquartile range over seeds, counting such a "
+        "seed as never, and the per-seed table each seed.</li>"
         "<li>Solver time excludes loss and metric evaluation; time per iteration excludes "
         "<code>init</code>.</li></ul>",
-        f"<nav><b>Problems</b><ul>{nav}</ul></nav>",
+        f"<nav><b>Problems</b><ul><li><a href='#profiles'>Performance profiles</a></li>{nav}</ul></nav>",
+        _profiles_html(profiles),
         *(_section_html(s, style, frame) for s in sections),
         f"<p class='muted' style='margin-top:3em'>Figures as {_e(', '.join(f.upper() for f in formats))}, and the summary "
         f"tables as CSV, are in <span class='mono'>{_e(fig_dir)}</span>. Made by proxmf-bench "
