@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_parser()
-    for add in (_add_run, _add_reference, _add_list, _add_plugins, _add_check, _add_data, _add_report, _add_train):
+    for add in (_add_run, _add_reference, _add_list, _add_plugins, _add_check, _add_data, _add_report, _add_compare,
+                _add_train):
         add(sub, common)
     return parser
 
@@ -340,6 +341,55 @@ def _add_report(sub, common: argparse.ArgumentParser) -> None:
     rep.set_defaults(handler=cmd_report)
 
 
+COMPARE_EPILOG = """\
+what is compared, per instance (dataset, dtype, seed; and device and run when both sides
+have the same ones), candidate against baseline:
+  the final ground-truth metrics (sad_deg, rmse_H, fms: lower is better except fms); the
+  time to reach (F - f*)/f* <= 1e-2, 1e-4, 1e-6, each solver within its own problem; the
+  final objective, only where both solve the same problem; the time per iteration. Times
+  are compared as ratios (x0.5: the candidate takes half the time).
+per dataset, and over all of them: wins/ties/losses, the median difference with a 95%
+bootstrap interval (seeded), and the two-sided Wilcoxon signed-rank p-value (scipy) from 6
+pairs; with fewer the verdict says "not enough seeds".
+
+selections:
+  a solver as labelled in the results, or any selection naming it (the parameters in any
+  order, or only those that tell it apart); comma-separated for several comparisons (the
+  i-th baseline with the i-th candidate, or one with all); SOLVER@RUN picks one run (its
+  label or directory). Without --candidate, with two run directories: the baseline solver
+  in the first against the same solver in the second.
+
+examples:
+  proxmf-bench compare results/enet --baseline "pgm[prox_W=box]" \
+      --candidate "pgm[prox_W=box,prox_H=elastic_nonneg,lam_H=0.01,ridge_H=0.01]"
+  proxmf-bench compare results/enet --baseline "pgm,fista" --candidate "pgm[prox_H=l1_nonneg],fista[prox_H=l1_nonneg]"
+  proxmf-bench compare results/before results/after --baseline pgm --csv verdicts.csv
+  proxmf-bench compare results/cpu results/gpu --baseline "mu@cpu" --candidate "mu@gpu" --metric time_per_iter
+"""
+
+
+def _add_compare(sub, common: argparse.ArgumentParser) -> None:
+    cmp_ = sub.add_parser(
+        "compare", parents=[common], help="paired comparison of a candidate solver against a baseline, over seeds",
+        description="Does the candidate beat the baseline, over seeds and datasets, and by how much? Prints a\n"
+                    "verdict table (one block per comparison) from the results of one or more runs.",
+        epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmp_.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by 'run'")
+    cmp_.add_argument("--baseline", required=True, metavar="SEL", help="the solver(s) compared against")
+    cmp_.add_argument("--candidate", metavar="SEL",
+                      help="the solver(s) compared (default: the baseline's, in the second of two runs)")
+    cmp_.add_argument("--metric", action="extend", nargs="+", metavar="M",
+                      help="what to compare: a ground-truth metric (sad_deg, rmse_H, fms...), time_to_TOL "
+                           "(time_to_1e-4), objective, time_per_iter (default: all of them)")
+    cmp_.add_argument("--csv", metavar="FILE", help="also write the verdict table to FILE as CSV")
+    cmp_.add_argument("--f-star", metavar="FILE",
+                      help="known optima, a CSV table with the columns problem,f_star[,source], used with the "
+                           "references saved in the run directories")
+    cmp_.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
+    cmp_.set_defaults(handler=cmd_compare)
+
+
 def _add_train(sub, common: argparse.ArgumentParser) -> None:
     train = sub.add_parser(
         "train", parents=[common], help="train NALMU weights on a dataset with ground truth",
@@ -556,6 +606,24 @@ def _make_report(run_dirs, output=None, figures=None, formats="png,svg,pdf", f_s
 
 def cmd_report(args: argparse.Namespace) -> int:
     _make_report(args.run_dirs, args.output, args.figures, args.formats, args.f_star)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from proxmf_bench.plugin.selection import select
+    from proxmf_bench.results.compare import compare_runs, format_verdicts, write_verdicts
+
+    registry = None
+
+    def resolve(item: str) -> list[tuple[str, str]]:  # the registry is loaded only if a label does not match
+        nonlocal registry
+        registry = registry or _registry(args)
+        return [(v.name, v.params_json()) for v in select(item, registry.solvers, registry, "solver")]
+
+    verdicts = compare_runs(args.run_dirs, args.baseline, args.candidate, args.metric, args.f_star, resolve, args.seed)
+    print(format_verdicts(verdicts))
+    if args.csv is not None:
+        print(f"-> {write_verdicts(args.csv, verdicts)}")
     return 0
 
 
