@@ -82,10 +82,15 @@ sections per dataset in one dtype (devices and runs overlaid), figures per objec
   its reference optimum (saved by 'run --reference' or 'reference RUN_DIR'), --f-star, and
   the best objective of the runs shown; its source is stated on each figure and in
   figures/f_star.csv.
+paired comparisons (as 'proxmf-bench compare' prints them, also in figures/verdicts.csv),
+  when a run holds variants of one solver (each against the one with the fewest parameters
+  given) and for two runs (each solver of both, the first run against the second).
+--csv (or csv in --formats): the raw long table of every run, figures/results.csv.
 
 examples:
   proxmf-bench report results/20250101-120000-ab12
   proxmf-bench report results/before results/after -o compare.html
+  proxmf-bench report results/night --formats png,csv     # PNG figures and the raw table
 """
 
 
@@ -333,7 +338,9 @@ def _add_report(sub, common: argparse.ArgumentParser) -> None:
                      help="figure directory (default: RUN_DIR/figures for one run, "
                           "figures/ beside the HTML file for several)")
     rep.add_argument("--formats", default="png,svg,pdf",
-                     help="figure file formats, comma-separated (default: png,svg,pdf)")
+                     help="figure file formats, comma-separated (default: png,svg,pdf); csv writes the raw "
+                          "long table of every run as results.csv beside the figures")
+    rep.add_argument("--csv", action="store_true", help="also write the raw long table (as --formats ...,csv)")
     rep.add_argument("--f-star", metavar="FILE",
                      help="known optima, a CSV table with the columns problem,f_star[,source], used with the "
                           "references saved in the run directories")
@@ -601,11 +608,13 @@ def _make_report(run_dirs, output=None, figures=None, formats="png,svg,pdf", f_s
     report = build_report(run_dirs, output=output, figures_dir=figures, formats=parse_formats(formats),
                           progress=sys.stderr.isatty(), f_star=f_star)
     n_figures = sum(1 for p in report.files if p.suffix != ".csv")
-    print(f"report: {report.html_path} ({n_figures} figure files in {report.figures_dir})")
+    tables = ", ".join(p.name for p in report.files if p.suffix == ".csv")
+    print(f"report: {report.html_path} ({n_figures} figure files and {tables} in {report.figures_dir})")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _make_report(args.run_dirs, args.output, args.figures, args.formats, args.f_star)
+    formats = args.formats + (",csv" if args.csv else "")
+    _make_report(args.run_dirs, args.output, args.figures, formats, args.f_star)
     return 0
 
 

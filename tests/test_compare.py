@@ -288,7 +288,7 @@ def test_same_problem_solvers_compare_objectives(real_run, capsys):
 
 def test_automatic_comparisons(real_run, tmp_path):
     frame = frame_of(real_run)
-    assert automatic_comparisons(frame) == [Comparison(Side("pgm", "run"), Side("pgm[prox_H=l1_nonneg,lam_H=0.5]", "run"))]
+    assert automatic_comparisons(frame) == [Comparison(Side("pgm"), Side("pgm[prox_H=l1_nonneg,lam_H=0.5]"))]
     two = frame_of(real_run, write_run(tmp_path / "other", final_metric_rows("mu", [1, 2])))
     first, second = pd.unique(two["run"])
     assert Comparison(Side("mu", first), Side("mu", second)) in automatic_comparisons(two)

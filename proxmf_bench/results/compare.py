@@ -234,7 +234,8 @@ def automatic_comparisons(frame: pd.DataFrame) -> list[Comparison]:
             if len(variants) < 2:
                 continue
             base = name if name in variants else min(variants, key=len)
-            out += [Comparison(Side(base, run), Side(v, run)) for v in variants if v != base]
+            where = run if len(runs) > 1 else None
+            out += [Comparison(Side(base, where), Side(v, where)) for v in variants if v != base]
     if len(runs) == 2:
         first = list(pd.unique(frame.loc[frame["run"] == runs[0], "solver"]))
         second = set(frame.loc[frame["run"] == runs[1], "solver"])
@@ -394,7 +395,8 @@ def summarize(b: np.ndarray, c: np.ndarray, higher_is_better: bool = False, rati
     elif ties == len(b):
         verdict = "identical"
     elif nonzero < MIN_PAIRS_TEST:
-        verdict = f"not enough seeds ({nonzero} pairs, the test needs {MIN_PAIRS_TEST})"
+        what = f"{nonzero} pairs" if n == len(b) else f"{nonzero} pairs with both values"
+        verdict = f"not enough seeds ({what}, the test needs {MIN_PAIRS_TEST})"
     else:
         p_value = signed_rank_p(used)
         better = sign * median > 0

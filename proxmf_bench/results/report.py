@@ -2,7 +2,8 @@
 
 The HTML embeds every figure as a base64 PNG and carries its own CSS: no script, font,
 stylesheet or image is fetched, so it reads the same offline and as an e-mail attachment.
-The same figures are written as PNG, SVG and PDF (for papers) with ``summary.csv``:
+The same figures are written as PNG, SVG and PDF (for papers) with ``summary.csv`` (and, with
+the format ``csv``, the raw long table as ``results.csv``):
 
 - one run directory: the report is ``RUN_DIR/report.html``, the figures ``RUN_DIR/figures/``;
 - several run directories (overlaid on the same axes): the report is ``report.html`` in the
@@ -41,6 +42,7 @@ from proxmf_bench.results.analysis import (
     metric_columns,
     time_to_tolerance_per_seed,
 )
+from proxmf_bench.results.compare import Verdicts, automatic_comparisons, format_change, verdict_table
 from proxmf_bench.results.f_star import read_f_star
 from proxmf_bench.results.figures import (
     FORMATS,
@@ -60,6 +62,9 @@ FIGURES_DIR = "figures"
 SUMMARY_FILE = "summary.csv"
 F_STAR_FILE = "f_star.csv"
 TIMES_FILE = "time_to_tolerance.csv"
+VERDICTS_FILE = "verdicts.csv"
+RAW_FILE = "results.csv"
+TABLE_FORMATS = ("csv",)  # not a figure format: the raw long table
 
 
 @dataclass
@@ -88,9 +93,10 @@ def output_paths(run_dirs: Sequence[Path], output: str | os.PathLike | None,
 
 def parse_formats(text: str) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
-    unknown = [f for f in formats if f not in FORMATS]
+    unknown = [f for f in formats if f not in FORMATS + TABLE_FORMATS]
     if unknown or not formats:
-        raise UserError(f"unknown figure format {', '.join(unknown) or repr(text)} (use {', '.join(FORMATS)})")
+        raise UserError(f"unknown figure format {', '.join(unknown) or repr(text)} "
+                        f"(use {', '.join(FORMATS + TABLE_FORMATS)})")
     return formats
 
 
@@ -128,7 +134,9 @@ def build_report(
     f_star: str | os.PathLike | None = None,
 ) -> Report:
     """Read the run directories and write the HTML report, the figures, ``summary.csv``,
-    ``f_star.csv`` (f* of each problem and its source) and ``time_to_tolerance.csv`` (per seed).
+    ``f_star.csv`` (f* of each problem and its source), ``time_to_tolerance.csv`` (per seed),
+    ``verdicts.csv`` when there are paired comparisons (:func:`_comparisons`), and, when
+    ``formats`` holds ``csv``, ``results.csv`` (the long table of every run, with a ``run`` column).
 
     ``f_star`` is a table of known optima (:func:`~proxmf_bench.results.f_star.read_f_star`),
     used with those saved in the run directories. ``progress`` shows a bar over the problems
@@ -137,7 +145,10 @@ def build_report(
     extra = read_f_star(f_star) if f_star is not None else None
     runs = load_runs(run_dirs)
     html_path, fig_dir = output_paths([r.path for r in runs], output, figures_dir)
-    frame = add_suboptimality(combine_runs(runs), known_optima(runs, extra))
+    raw = combine_runs(runs)
+    frame = add_suboptimality(raw, known_optima(runs, extra))
+    table_formats = [f for f in formats if f in TABLE_FORMATS]
+    formats = tuple(f for f in formats if f not in TABLE_FORMATS)
     style = Style.from_frame(frame)
     metrics = metric_columns(frame)
     report = Report(html_path, fig_dir)
@@ -181,15 +192,28 @@ def build_report(
         times = time_to_tolerance_per_seed(sub)
         sections.append(_Section(dataset, dtype, title, slug, notes, embedded, present, summary, times))
 
-    for name, table in ((SUMMARY_FILE, pd.concat([s.summary for s in sections], ignore_index=True)),
-                        (F_STAR_FILE, f_star_table(frame, known_optima(runs, extra))),
-                        (TIMES_FILE, pd.concat([s.times for s in sections], ignore_index=True))):
+    verdicts = _comparisons(frame)
+    tables = [(SUMMARY_FILE, pd.concat([s.summary for s in sections], ignore_index=True)),
+              (F_STAR_FILE, f_star_table(frame, known_optima(runs, extra))),
+              (TIMES_FILE, pd.concat([s.times for s in sections], ignore_index=True))]
+    tables += [(VERDICTS_FILE, verdicts.table)] if verdicts is not None else []
+    tables += [(RAW_FILE, raw)] if table_formats else []
+    for name, table in tables:
         csv_path = fig_dir / name
         atomic_write_bytes(csv_path, table.to_csv(index=False).encode())
         report.files.append(csv_path)
-    page = _page(runs, frame, sections, style, fig_dir, formats)
+    page = _page(runs, frame, sections, style, fig_dir, formats, _verdicts_html(verdicts))
     atomic_write_bytes(html_path, page.encode("utf-8"))
     return report
+
+
+def _comparisons(frame: pd.DataFrame) -> Verdicts | None:
+    """The paired comparisons the report makes unasked
+    (:func:`~proxmf_bench.results.compare.automatic_comparisons`: variants of one solver, the
+    same solver in two runs), or ``None`` when there are none with common instances."""
+    comparisons = automatic_comparisons(frame)
+    verdicts = verdict_table(frame, comparisons, require_pairs=False) if comparisons else None
+    return verdicts if verdicts is not None and len(verdicts.table) else None
 
 
 # --- HTML -----------------------------------------------------------------------------------
@@ -209,6 +233,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.solver{white-space:nowrap}
 td.cmd{word-break:break-all;min-width:18em}
 tr.bad td{background:#fff3f0}
+tr.good td{background:#eefaf0}
 .sw{display:inline-block;width:.85em;height:.85em;border-radius:2px;margin-right:.4em;vertical-align:-.08em}
 figure{margin:1.2em 0}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
@@ -362,6 +387,34 @@ def _times_table(times: pd.DataFrame, style: Style, frame: pd.DataFrame) -> str:
     return _table(header, rows)
 
 
+def _verdicts_html(verdicts: Verdicts | None) -> str:
+    """The verdict table of each comparison (``proxmf-bench compare`` prints the same)."""
+    if verdicts is None:
+        return ""
+    parts = ["<h2 id='comparisons'>Paired comparisons</h2>",
+             "<p class='muted'>Each variant of a solver against the one with the fewest parameters given, and "
+             "each solver of two runs in the first against the second, per seed: wins/ties/losses of the "
+             "candidate, the median difference (candidate − baseline; times as ratios, ×0.5 is half the time) "
+             "with a 95% bootstrap interval, and the two-sided Wilcoxon signed-rank p-value from 6 pairs. "
+             "Time to tolerance is within each solver's own problem; the final objective is compared only "
+             "where both solve the same problem. The same table is in <span class='mono'>verdicts.csv</span>; "
+             "<code>proxmf-bench compare</code> makes others.</p>"]
+    header = ["dataset", "metric", "n", "W/T/L", "median [95% CI]", "p", "verdict"]
+    for name, part in verdicts.table.groupby("comparison", sort=False):
+        notes = "; ".join(verdicts.notes.get(name, []))
+        parts.append(f"<h3><span class='mono'>{_e(name)}</span></h3><p class='muted'>{_e(notes)}.</p>")
+        rows, classes = [], []
+        for r in part.itertuples(index=False):
+            metric = r.metric + (" (higher is better)" if r.better == "higher" else "")
+            rows.append([f"<td class='mono'>{_e(r.dataset)}</td>", f"<td class='mono'>{_e(metric)}</td>",
+                         f"<td class='num'>{r.n}</td>", f"<td class='num'>{r.wins}/{r.ties}/{r.losses}</td>",
+                         f"<td class='num'>{_e(format_change(r.median, r.ci_low, r.ci_high, r.scale))}</td>",
+                         f"<td class='num'>{_num(r.p_value, '.3g')}</td>", f"<td>{_e(r.verdict)}</td>"])
+            classes.append({"better": "good", "worse": "bad"}.get(r.verdict, ""))
+        parts.append(_table(header, rows, classes))
+    return "\n".join(parts)
+
+
 def _section_html(section: _Section, style: Style, frame: pd.DataFrame) -> str:
     sub = frame[(frame["dataset"] == section.dataset) & (frame["dtype"] == section.dtype)]
     parts = [f"<h2 id='{_e(section.slug)}'><span class='mono'>{_e(section.title)}</span></h2>"]
@@ -383,7 +436,7 @@ def _section_html(section: _Section, style: Style, frame: pd.DataFrame) -> str:
 
 
 def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Section], style: Style,
-          fig_dir: Path, formats: Sequence[str]) -> str:
+          fig_dir: Path, formats: Sequence[str], comparisons: str = "") -> str:
     tols = ", ".join(f"{t:.0e}" for t in TOLERANCES)
     nav = "".join(f"<li><a href='#{_e(s.slug)}' class='mono'>{_e(s.title)}</a></li>" for s in sections)
     solvers = ", ".join(
@@ -426,6 +479,7 @@ def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Sect
         "<li>Solver time excludes loss and metric evaluation; time per iteration excludes "
         "<code>init</code>.</li></ul>",
         f"<nav><b>Problems</b><ul>{nav}</ul></nav>",
+        comparisons,
         *(_section_html(s, style, frame) for s in sections),
         f"<p class='muted' style='margin-top:3em'>Figures as {_e(', '.join(f.upper() for f in formats))}, and the summary "
         f"tables as CSV, are in <span class='mono'>{_e(fig_dir)}</span>. Made by proxmf-bench "
