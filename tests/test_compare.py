@@ -295,3 +295,17 @@ def test_automatic_comparisons(real_run, tmp_path):
     # the report leaves out comparisons without common instances (mu ran on other datasets there)
     assert verdict_table(two, [Comparison(Side("mu", first), Side("mu", second))], require_pairs=False).table.empty
     assert resolve_comparisons(frame, "pgm", "mu") == [Comparison(Side("pgm"), Side("mu"))]
+
+
+def test_one_device_against_another_pairs_across_devices(tmp_path):
+    """Two runs, one on the CPU and one on a GPU: each instance pairs across devices."""
+    cpu_rows, gpu_rows = [], []
+    for seed in range(6):
+        cpu_rows += cell_rows("mu", "d", seed, [(0, 0.0, 9.0, {}), (10, 1.0 + seed, 1.0, {})], device="cpu")
+        gpu_rows += cell_rows("mu", "d", seed, [(0, 0.0, 9.0, {}), (10, (1.0 + seed) / 8, 1.0, {})], device="cuda")
+    cpu, gpu = write_run(tmp_path / "cpu", cpu_rows), write_run(tmp_path / "gpu", gpu_rows)
+    verdicts = compare_runs([cpu, gpu], "mu", metrics=["time_per_iter", "objective"])
+    got = row(verdicts, "d", "time_per_iter")
+    assert got["median"] == pytest.approx(1 / 8) and (got.wins, got.n, got.verdict) == (6, 6, "better")
+    assert row(verdicts, "d", "objective").verdict == "identical"  # the same problem, the same final value
+    assert verdicts.notes["mu@gpu vs mu@cpu"][0] == "6 paired instance(s) on dataset, dtype, seed"

@@ -301,8 +301,9 @@ def pair_cells(values: pd.DataFrame, comparison: Comparison) -> tuple[pd.DataFra
     """The instances both sides have, one row each: the instance keys, then each column of
     ``values`` prefixed ``b_`` (baseline) and ``c_`` (candidate); and the keys paired on.
 
-    ``run`` and ``device`` are paired on when both sides have the same set of them (a side
-    restricted to one run, or on another device, pairs across)."""
+    ``run`` and ``device`` are paired on when both sides have the same set of them, or one
+    side several; else (each side in one run, or on one device, and not the same) across
+    them. A cell is unique per instance on these keys, so each side has one per pair."""
     def side(s: Side) -> pd.DataFrame:
         rows = values[values["solver"] == s.solver]
         return rows if s.run is None else rows[rows["run"] == s.run]
@@ -312,12 +313,6 @@ def pair_cells(values: pd.DataFrame, comparison: Comparison) -> tuple[pd.DataFra
     for column in SIDE_KEYS:
         if set(base[column]) == set(cand[column]) or base[column].nunique() > 1 or cand[column].nunique() > 1:
             keys.append(column)
-    for s, rows in ((comparison.baseline, base), (comparison.candidate, cand)):
-        twice = rows[rows.duplicated(keys, keep=False)]
-        if len(twice):
-            runs = ", ".join(pd.unique(twice["run"]))
-            raise UserError(f"{s.describe()} has several results per instance (runs {runs}): name one with "
-                            f"{s.solver}@RUN")
     value_columns = [c for c in values.columns if c not in CELL_KEYS]
     left = base[keys + value_columns].rename(columns={c: f"b_{c}" for c in value_columns})
     right = cand[keys + value_columns].rename(columns={c: f"c_{c}" for c in value_columns})
@@ -395,8 +390,8 @@ def summarize(b: np.ndarray, c: np.ndarray, higher_is_better: bool = False, rati
     elif ties == len(b):
         verdict = "identical"
     elif nonzero < MIN_PAIRS_TEST:
-        what = f"{nonzero} pairs" if n == len(b) else f"{nonzero} pairs with both values"
-        verdict = f"not enough seeds ({what}, the test needs {MIN_PAIRS_TEST})"
+        what = "pairs" if n == len(b) else "pairs with both values"
+        verdict = f"not enough seeds ({nonzero} {what}, {MIN_PAIRS_TEST} needed)"
     else:
         p_value = signed_rank_p(used)
         better = sign * median > 0
