@@ -309,3 +309,19 @@ def test_one_device_against_another_pairs_across_devices(tmp_path):
     assert got["median"] == pytest.approx(1 / 8) and (got.wins, got.n, got.verdict) == (6, 6, "better")
     assert row(verdicts, "d", "objective").verdict == "identical"  # the same problem, the same final value
     assert verdicts.notes["mu@gpu vs mu@cpu"][0] == "6 paired instance(s) on dataset, dtype, seed"
+
+
+def test_rounding_differences_tie(tmp_path):
+    """Another thread count reorders sums: objectives equal to 1e-13 relative tie, and so do
+    metrics within the accuracy of their dtype, not a real difference."""
+    rows = []
+    for seed in range(6):
+        rows += cell_rows("base", "d", seed, [(0, 0.0, 9.0, {"sad_deg": 3.0}), (5, 1.0, 2.0, {"sad_deg": 1.0})])
+        rows += cell_rows("cand", "d", seed, [(0, 0.0, 9.0, {"sad_deg": 3.0}),
+                                              (5, 1.0, 2.0 * (1 + (seed - 2.5) * 1e-13), {"sad_deg": 1.0 + 1e-12})])
+        rows += cell_rows("best", "d", seed, [(0, 0.0, 9.0, {}), (5, 1.0, 1.9, {})])  # f* = 1.9: gaps of 0.05
+    verdicts = compare_runs([write_run(tmp_path / "r", rows)], "base", "cand", ["objective", "sad_deg"])
+    assert row(verdicts, "d", "objective").verdict == "identical"
+    assert row(verdicts, "d", "sad_deg").verdict == "identical"
+    assert summarize(np.full(6, 1.0), np.full(6, 1 + 3e-6), rtol=1e-5).verdict == "identical"  # float32
+    assert summarize(np.full(6, 1.0), np.full(6, 1 + 3e-6), rtol=1e-8).wins == 0  # float64: a loss

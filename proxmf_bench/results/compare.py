@@ -24,7 +24,9 @@ Definitions:
     compared as ratios, :math:`d = \log(t_c / t_b)`, shown as :math:`\exp(d)` (``x0.5``:
     the candidate takes half the time), so that datasets of different sizes pool.
 - Wins, ties and losses count the pairs where the candidate is better, equal, worse. Equal: a
-  relative difference of at most :data:`RTOL_TIE`; for times, ranges over ``--repeat`` timings
+  relative difference within the accuracy of recorded values in the pair's dtype
+  (:data:`~proxmf_bench.results.analysis.ACCURACY`: 1e-8 in float64, 1e-5 in float32; for the
+  objective, relative to the objective values); for times, ranges over ``--repeat`` timings
   (``time_s_min`` to ``time_s_max``) that overlap, or both never reaching the tolerance.
   Reaching a tolerance beats not reaching it. Pairs where a side has no value (a metric not
   recorded, a cell that errored) are left out.
@@ -56,6 +58,7 @@ from scipy import stats
 from proxmf_bench.errors import UserError, did_you_mean
 from proxmf_bench.plugin.selection import parse_item, split_top_level
 from proxmf_bench.results.analysis import (
+    ACCURACY,
     CELL_KEYS,
     TOLERANCES,
     add_suboptimality,
@@ -69,7 +72,6 @@ from proxmf_bench.results.f_star import read_f_star
 from proxmf_bench.results.table import atomic_write_bytes
 
 HIGHER_IS_BETTER = frozenset({"fms"})
-RTOL_TIE = 1e-9
 MIN_PAIRS_CI = 3
 MIN_PAIRS_TEST = 6
 BOOTSTRAP_RESAMPLES = 4000
@@ -283,6 +285,7 @@ def cell_values(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     truth = [m for m in metrics if m in frame.columns and m not in ("objective", "time_per_iter")]
     out = pd.DataFrame({
         "problem": last["problem"].astype(str),
+        "value": last["value"].astype(float),
         "subopt": last["subopt"].astype(float),
         "time_per_iter": ((last["time_s"] - first["time_s"]) / span).where(span > 0).astype(float),
         **{m: last[m].astype(float) for m in truth},
@@ -357,19 +360,22 @@ def signed_rank_p(d: np.ndarray) -> float:
 
 
 def summarize(b: np.ndarray, c: np.ndarray, higher_is_better: bool = False, ratio: bool = False,
-              tied: np.ndarray | None = None, seed: int = 0) -> Summary:
+              tied: np.ndarray | None = None, rtol: float | np.ndarray = ACCURACY["float64"],
+              seed: int = 0) -> Summary:
     """Wins, ties, losses, the median of ``d`` with its interval, the test and the verdict, over
     the pairs ``(b[i], c[i])`` (see the module docstring). ``ratio``: ``d = log(c / b)`` and
     an infinite value is "never": finite beats it, two of them tie. ``tied`` marks more pairs
-    as ties (overlapping ranges of repeats). Pairs with a NaN are left out."""
+    as ties (overlapping ranges of repeats); ``rtol`` (per pair, or one) is the relative
+    difference that still ties. Pairs with a NaN are left out."""
     b, c = np.asarray(b, float), np.asarray(c, float)
     keep = ~(np.isnan(b) | np.isnan(c))
     tied = np.zeros(len(b), bool) if tied is None else np.asarray(tied, bool)
-    b, c, tied = b[keep], c[keep], tied[keep]
+    rtol = np.broadcast_to(np.asarray(rtol, float), b.shape)
+    b, c, tied, rtol = b[keep], c[keep], tied[keep], rtol[keep]
     sign = 1.0 if higher_is_better else -1.0  # > 0: the candidate is better
     with np.errstate(invalid="ignore", divide="ignore"):
         scale = np.maximum(np.abs(b), np.abs(c))
-        close = np.isfinite(b) & np.isfinite(c) & (np.abs(c - b) <= RTOL_TIE * scale)
+        close = np.isfinite(b) & np.isfinite(c) & (np.abs(c - b) <= rtol * scale)
         equal = (b == c) | close | tied
         gain = sign * np.where(np.isinf(b) & np.isinf(c), 0.0, c - b)
     finite = np.isfinite(b) & np.isfinite(c) & ((b > 0) & (c > 0) if ratio else True)
@@ -407,12 +413,18 @@ VERDICT_COLUMNS = ["comparison", "baseline", "candidate", "dataset", "metric", "
                    "ties", "losses", "n", "median", "ci_low", "ci_high", "p_value", "verdict"]
 
 
+def _accuracy(paired: pd.DataFrame) -> np.ndarray:
+    return paired["dtype"].map(ACCURACY).fillna(ACCURACY["float32"]).to_numpy(float)
+
+
 def _metric_summary(paired: pd.DataFrame, metric: str, seed: int) -> Summary | None:
     if metric == "objective":
         same = paired[paired["b_problem"] == paired["c_problem"]]
         if same.empty:
             return None
-        return summarize(same["b_subopt"], same["c_subopt"], seed=seed)
+        b, c = same["b_value"].to_numpy(float), same["c_value"].to_numpy(float)
+        equal = np.abs(c - b) <= _accuracy(same) * np.maximum(np.abs(b), np.abs(c))
+        return summarize(same["b_subopt"], same["c_subopt"], tied=equal, seed=seed)
     if f"b_{metric}" not in paired or not (paired[f"b_{metric}"].notna() & paired[f"c_{metric}"].notna()).any():
         return None
     if metric.startswith(TIME_PREFIX):
@@ -423,7 +435,7 @@ def _metric_summary(paired: pd.DataFrame, metric: str, seed: int) -> Summary | N
     if metric == "time_per_iter":
         return summarize(paired["b_time_per_iter"], paired["c_time_per_iter"], ratio=True, seed=seed)
     return summarize(paired[f"b_{metric}"], paired[f"c_{metric}"], higher_is_better=metric in HIGHER_IS_BETTER,
-                     seed=seed)
+                     rtol=_accuracy(paired), seed=seed)
 
 
 def _instances(values: pd.DataFrame, side: Side) -> str:
