@@ -156,12 +156,16 @@ TIMING_COLUMNS = ("time_s", "time_s_min", "time_s_max")
 
 
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:
-    """The content of a results table: without the run id and timings, rows in a fixed order.
+    """The content of a results table: without the run id, timings and the flat parameter
+    columns (they repeat the JSON ones, and which exist depends on the other variants of the
+    table), rows in a fixed order.
 
-    Two runs of the same grid (serial, ``--jobs``, dask, resumed) give equal tables here.
+    Two runs of the same grid (serial, ``--jobs``, dask, resumed) give equal tables here, and
+    so do a solver's rows in grids with different other solvers.
     """
     keys = ["solver", "dataset", "device", "dtype", "seed", "iteration"]
-    out = frame.drop(columns=["run_id", *(c for c in TIMING_COLUMNS if c in frame)]).sort_values(keys, kind="stable")
+    dropped = ["run_id", *(c for c in frame.columns if c in TIMING_COLUMNS or is_param_column(c))]
+    out = frame.drop(columns=dropped).sort_values(keys, kind="stable")
     return out.reset_index(drop=True)
 
 
