@@ -120,3 +120,6 @@ def test_results_written_before_flat_columns_still_load(tmp_path):
     frame = load_results(tmp_path / "old")
     assert frame["p_solver_eps"].tolist() == [1e-12] * len(frame)
     assert frame["p_dataset_m"].tolist() == [20] * len(frame)
+    # a table another tool wrote, with parameters that are not JSON objects, loads without them
+    write_frame(tmp_path / "foreign" / "results.parquet", old.assign(solver_params="eps=1e-12", dataset_params="[1]"))
+    assert not any(c.startswith("p_") for c in load_results(tmp_path / "foreign").columns)

@@ -109,6 +109,16 @@ def _flat(values: list[Any]) -> pd.api.extensions.ExtensionArray | Any:
                     dtype="string")
 
 
+def _params_of(text: Any) -> dict[str, Any]:
+    """The parameters in a JSON column's value; none for an empty or foreign one (a table that
+    another tool wrote must still load)."""
+    try:
+        params = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
 def with_param_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with a column ``p_solver_<name>`` for every parameter of its solvers'
     ``solver_params`` and ``p_dataset_<name>`` of ``dataset_params`` (replacing any there),
@@ -119,7 +129,7 @@ def with_param_columns(frame: pd.DataFrame) -> pd.DataFrame:
         if source not in frame.columns:
             continue
         codes, uniques = pd.factorize(frame[source].astype(object), use_na_sentinel=True)
-        parsed = [json.loads(u) if isinstance(u, str) and u else {} for u in uniques]
+        parsed = [_params_of(u) for u in uniques]
         for name in sorted({k for params in parsed for k in params}):
             per_unique = [params.get(name) for params in parsed] + [None]  # code -1: no JSON
             flat[prefix + name] = _flat([per_unique[c] for c in codes])
