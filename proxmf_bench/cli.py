@@ -82,10 +82,15 @@ sections per dataset in one dtype (devices and runs overlaid), figures per objec
   its reference optimum (saved by 'run --reference' or 'reference RUN_DIR'), --f-star, and
   the best objective of the runs shown; its source is stated on each figure and in
   figures/f_star.csv.
+paired comparisons (as 'proxmf-bench compare' prints them, also in figures/verdicts.csv),
+  when a run holds variants of one solver (each against the one with the fewest parameters
+  given) and for two runs (each solver of both, the first run against the second).
+--csv (or csv in --formats): the raw long table of every run, figures/results.csv.
 
 examples:
   proxmf-bench report results/20250101-120000-ab12
   proxmf-bench report results/before results/after -o compare.html
+  proxmf-bench report results/night --formats png,csv     # PNG figures and the raw table
 """
 
 
@@ -112,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_parser()
-    for add in (_add_run, _add_reference, _add_list, _add_plugins, _add_check, _add_data, _add_report, _add_train):
+    for add in (_add_run, _add_reference, _add_list, _add_plugins, _add_check, _add_data, _add_report, _add_compare,
+                _add_train):
         add(sub, common)
     return parser
 
@@ -332,12 +338,63 @@ def _add_report(sub, common: argparse.ArgumentParser) -> None:
                      help="figure directory (default: RUN_DIR/figures for one run, "
                           "figures/ beside the HTML file for several)")
     rep.add_argument("--formats", default="png,svg,pdf",
-                     help="figure file formats, comma-separated (default: png,svg,pdf)")
+                     help="figure file formats, comma-separated (default: png,svg,pdf); csv writes the raw "
+                          "long table of every run as results.csv beside the figures")
+    rep.add_argument("--csv", action="store_true", help="also write the raw long table (as --formats ...,csv)")
     rep.add_argument("--f-star", metavar="FILE",
                      help="known optima, a CSV table with the columns problem,f_star[,source], used with the "
                           "references saved in the run directories")
     rep.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     rep.set_defaults(handler=cmd_report)
+
+
+COMPARE_EPILOG = """\
+what is compared, per instance (dataset, dtype, seed; and device and run when both sides
+have the same ones), candidate against baseline:
+  the final ground-truth metrics (sad_deg, rmse_H, fms: lower is better except fms); the
+  time to reach (F - f*)/f* <= 1e-2, 1e-4, 1e-6, each solver within its own problem; the
+  final objective, only where both solve the same problem; the time per iteration. Times
+  are compared as ratios (x0.5: the candidate takes half the time).
+per dataset, and over all of them: wins/ties/losses, the median difference with a 95%
+bootstrap interval (seeded), and the two-sided Wilcoxon signed-rank p-value (scipy) from 6
+pairs; with fewer the verdict says "not enough seeds".
+
+selections:
+  a solver as labelled in the results, or any selection naming it (the parameters in any
+  order, or only those that tell it apart); comma-separated for several comparisons (the
+  i-th baseline with the i-th candidate, or one with all); SOLVER@RUN picks one run (its
+  label or directory). Without --candidate, with two run directories: the baseline solver
+  in the first against the same solver in the second.
+
+examples:
+  proxmf-bench compare results/enet --baseline "pgm[prox_W=box]" \
+      --candidate "pgm[prox_W=box,prox_H=elastic_nonneg,lam_H=0.01,ridge_H=0.01]"
+  proxmf-bench compare results/enet --baseline "pgm,fista" --candidate "pgm[prox_H=l1_nonneg],fista[prox_H=l1_nonneg]"
+  proxmf-bench compare results/before results/after --baseline pgm --csv verdicts.csv
+  proxmf-bench compare results/cpu results/gpu --baseline "mu@cpu" --candidate "mu@gpu" --metric time_per_iter
+"""
+
+
+def _add_compare(sub, common: argparse.ArgumentParser) -> None:
+    cmp_ = sub.add_parser(
+        "compare", parents=[common], help="paired comparison of a candidate solver against a baseline, over seeds",
+        description="Does the candidate beat the baseline, over seeds and datasets, and by how much? Prints a\n"
+                    "verdict table (one block per comparison) from the results of one or more runs.",
+        epilog=COMPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmp_.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by 'run'")
+    cmp_.add_argument("--baseline", required=True, metavar="SEL", help="the solver(s) compared against")
+    cmp_.add_argument("--candidate", metavar="SEL",
+                      help="the solver(s) compared (default: the baseline's, in the second of two runs)")
+    cmp_.add_argument("--metric", action="extend", nargs="+", metavar="M",
+                      help="what to compare: a ground-truth metric (sad_deg, rmse_H, fms...), time_to_TOL "
+                           "(time_to_1e-4), objective, time_per_iter (default: all of them)")
+    cmp_.add_argument("--csv", metavar="FILE", help="also write the verdict table to FILE as CSV")
+    cmp_.add_argument("--f-star", metavar="FILE",
+                      help="known optima, a CSV table with the columns problem,f_star[,source], used with the "
+                           "references saved in the run directories")
+    cmp_.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
+    cmp_.set_defaults(handler=cmd_compare)
 
 
 def _add_train(sub, common: argparse.ArgumentParser) -> None:
@@ -551,11 +608,31 @@ def _make_report(run_dirs, output=None, figures=None, formats="png,svg,pdf", f_s
     report = build_report(run_dirs, output=output, figures_dir=figures, formats=parse_formats(formats),
                           progress=sys.stderr.isatty(), f_star=f_star)
     n_figures = sum(1 for p in report.files if p.suffix != ".csv")
-    print(f"report: {report.html_path} ({n_figures} figure files in {report.figures_dir})")
+    tables = ", ".join(p.name for p in report.files if p.suffix == ".csv")
+    print(f"report: {report.html_path} ({n_figures} figure files and {tables} in {report.figures_dir})")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _make_report(args.run_dirs, args.output, args.figures, args.formats, args.f_star)
+    formats = args.formats + (",csv" if args.csv else "")
+    _make_report(args.run_dirs, args.output, args.figures, formats, args.f_star)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from proxmf_bench.plugin.selection import select
+    from proxmf_bench.results.compare import compare_runs, format_verdicts, write_verdicts
+
+    registry = None
+
+    def resolve(item: str) -> list[tuple[str, str]]:  # the registry is loaded only if a label does not match
+        nonlocal registry
+        registry = registry or _registry(args)
+        return [(v.name, v.params_json()) for v in select(item, registry.solvers, registry, "solver")]
+
+    verdicts = compare_runs(args.run_dirs, args.baseline, args.candidate, args.metric, args.f_star, resolve, args.seed)
+    print(format_verdicts(verdicts))
+    if args.csv is not None:
+        print(f"-> {write_verdicts(args.csv, verdicts)}")
     return 0
 
 

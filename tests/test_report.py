@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from proxmf_bench import load_results
 from proxmf_bench.cli import main
 from proxmf_bench.plugin.registry import load_registry
 from proxmf_bench.results.figures import Style, format_seconds
@@ -201,3 +202,39 @@ def test_a_solver_family_has_one_hue_and_runs_are_named_only_where_they_overlay(
     one_run = style.within(frame[frame["dataset"] == "d1"])
     assert one_run.curve_label("r1", "cpu", "pgm") == "pgm" and one_run.linestyle(("r1", "cpu")) == "-"
     assert style.curve_label("r2", "cpu", "pgm") == "pgm (r2)" and style.linestyle(("r2", "cpu")) != "-"
+
+
+def test_variants_of_one_solver_get_a_verdict_table(report, run_dir, tmp_path):
+    page = parse(report.html_path)
+    text = " ".join(page.text)
+    assert "Paired comparisons" in text and "mu[eps=1e-6] vs mu" in text
+    written = (report.figures_dir / "verdicts.csv").read_text()
+    # the same table as the command prints for that comparison
+    target = tmp_path / "verdicts.csv"
+    assert main(["compare", str(run_dir), "--baseline", "mu", "--candidate", "mu[eps=1e-6]", "--csv",
+                 str(target), "--plugin", str(PLUGIN)]) == 0
+    assert written == target.read_text()
+    table = pd.read_csv(report.figures_dir / "verdicts.csv")
+    assert set(table["comparison"]) == {"mu[eps=1e-6] vs mu"}  # pgd, broken, exploding have no variants
+    per_dataset = table[table["dataset"] != "all"]
+    assert (per_dataset["pairs"] == 2).all()
+    pooled = table[table["dataset"] == "all"].set_index("metric")["pairs"]  # a metric of one dataset only: 2
+    assert pooled.to_dict() == per_dataset.groupby("metric")["pairs"].sum().to_dict()
+    assert table["verdict"].str.startswith(("not enough seeds", "identical", "neither reached")).all()
+
+
+def test_raw_long_table_as_csv(run_dir, tmp_path, capsys):
+    html = tmp_path / "only-csv.html"
+    assert main(["report", str(run_dir), "--formats", "csv", "-o", str(html), "--figures", str(tmp_path / "f")]) == 0
+    assert "results.csv" in capsys.readouterr().out
+    assert not list((tmp_path / "f").glob("*.png"))  # no figure files, but the HTML still embeds them
+    assert sum(1 for tag in parse(html).tags if tag == "img") > 0
+    raw = pd.read_csv(tmp_path / "f" / "results.csv")
+    frame = load_results(run_dir)
+    assert list(raw.columns) == [*frame.columns, "run"] and len(raw) == len(frame)
+    assert (raw["run"] == run_dir.name).all()
+    pd.testing.assert_series_equal(raw["loss"], frame["loss"].astype(float), check_names=False)
+    assert main(["report", str(run_dir), "--formats", "png", "--csv", "-o", str(html),
+                 "--figures", str(tmp_path / "g")]) == 0
+    assert (tmp_path / "g" / "results.csv").read_bytes() == (tmp_path / "f" / "results.csv").read_bytes()
+    assert list((tmp_path / "g").glob("*.png"))

@@ -8,7 +8,8 @@ import pytest
 
 from proxmf_bench import load_results, run_benchmark
 from proxmf_bench.errors import UserError
-from proxmf_bench.results.table import COLUMNS, atomic_write_bytes
+from proxmf_bench.results.analysis import metric_columns
+from proxmf_bench.results.table import COLUMNS, atomic_write_bytes, write_frame
 
 
 def test_parquet_round_trip_has_every_design_column(tmp_path):
@@ -82,3 +83,43 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+
+
+def test_flat_parameter_columns_match_the_json_ones(tmp_path):
+    out = run_benchmark(solvers="pgm,pgm[prox_H=l1_nonneg,lam_H=0.25],fista[restart=[function,gradient]]",
+                        datasets="synthetic[m=20,n=15,rank=2]", max_iter=3, out=tmp_path / "run")
+    frame = load_results(tmp_path / "run")
+    pd.testing.assert_frame_equal(frame, out.frame)
+    on_disk = pd.read_parquet(tmp_path / "run" / "results.parquet")  # written to the file, not only on load
+    assert [c for c in on_disk.columns if c.startswith("p_")] == [c for c in frame.columns if c.startswith("p_")]
+    for source, prefix in (("solver_params", "p_solver_"), ("dataset_params", "p_dataset_")):
+        names = {k for text in frame[source].unique() for k in json.loads(text)}
+        assert {c[len(prefix):] for c in frame.columns if c.startswith(prefix)} == names
+        for _, row in frame.drop_duplicates(source).iterrows():
+            params = json.loads(row[source])
+            for name in names:
+                value = row[prefix + name]
+                if name not in params:
+                    assert pd.isna(value)
+                elif isinstance(params[name], float):
+                    assert value == pytest.approx(params[name])
+                else:
+                    assert value == params[name]
+    assert frame["p_solver_lam_H"].dtype == "float64" and frame["p_dataset_m"].dtype == "Int64"
+    assert frame["p_solver_prox_H"].dtype == "string" and frame["p_solver_backtracking"].dtype == "boolean"
+    # the flat columns are neither metrics nor in the way of the public ones
+    assert not any(c.startswith("p_") for c in metric_columns(frame))
+    assert list(frame.columns[:len(COLUMNS)]) == list(COLUMNS)
+
+
+def test_results_written_before_flat_columns_still_load(tmp_path):
+    run_benchmark(solvers="mu", datasets="synthetic[m=20,n=15,rank=2]", max_iter=3, out=tmp_path / "run")
+    old = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    old = old.drop(columns=[c for c in old.columns if c.startswith("p_")])
+    write_frame(tmp_path / "old" / "results.parquet", old)
+    frame = load_results(tmp_path / "old")
+    assert frame["p_solver_eps"].tolist() == [1e-12] * len(frame)
+    assert frame["p_dataset_m"].tolist() == [20] * len(frame)
+    # a table another tool wrote, with parameters that are not JSON objects, loads without them
+    write_frame(tmp_path / "foreign" / "results.parquet", old.assign(solver_params="eps=1e-12", dataset_params="[1]"))
+    assert not any(c.startswith("p_") for c in load_results(tmp_path / "foreign").columns)

@@ -43,7 +43,15 @@ import pandas as pd
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.results.f_star import run_f_star
-from proxmf_bench.results.table import COLUMNS, EXTRA_COLUMNS, LOSS_DERIVED_COLUMNS, META_FILE, load_meta, load_results
+from proxmf_bench.results.table import (
+    COLUMNS,
+    EXTRA_COLUMNS,
+    LOSS_DERIVED_COLUMNS,
+    META_FILE,
+    is_param_column,
+    load_meta,
+    load_results,
+)
 
 PROBLEM_KEYS = ["dataset", "dtype", "objective_name"]
 CURVE_KEYS = ["run", "device", "solver"]
@@ -155,7 +163,8 @@ def metric_columns(frame: pd.DataFrame) -> list[str]:
     is itself a column (``sad_deg_0`` of ``sad_deg``).
     """
     known = set(COLUMNS) | set(EXTRA_COLUMNS) | set(_DERIVED) | set(LOSS_DERIVED_COLUMNS)
-    candidates = [c for c in frame.columns if c not in known and pd.api.types.is_numeric_dtype(frame[c])]
+    candidates = [c for c in frame.columns if c not in known and not is_param_column(c)
+                  and pd.api.types.is_numeric_dtype(frame[c])]
     out = []
     for col in candidates:
         match = re.fullmatch(r"(.+)_(\d+)", col)

@@ -3,9 +3,10 @@
 The HTML embeds every figure as a base64 PNG and carries its own CSS: no script, font,
 stylesheet or image is fetched, so it reads the same offline and as an e-mail attachment.
 It opens with the performance profiles of every problem and seed
-(:mod:`~proxmf_bench.results.profiles`), then one section per dataset and dtype. The same
-figures are written as PNG, SVG and PDF (for papers) with ``summary.csv``,
-``f_star.csv``, ``time_to_tolerance.csv`` and ``performance_ratios.csv``:
+(:mod:`~proxmf_bench.results.profiles`) and the paired comparisons, then one section per
+dataset and dtype. The same figures are written as PNG, SVG and PDF (for papers) with
+``summary.csv``, ``f_star.csv``, ``time_to_tolerance.csv`` and ``performance_ratios.csv``
+(and, with the format ``csv``, the raw long table as ``results.csv``):
 
 - one run directory: the report is ``RUN_DIR/report.html``, the figures ``RUN_DIR/figures/``;
 - several run directories (overlaid on the same axes): the report is ``report.html`` in the
@@ -46,6 +47,7 @@ from proxmf_bench.results.analysis import (
     time_to_tolerance,
     time_to_tolerance_per_seed,
 )
+from proxmf_bench.results.compare import Verdicts, automatic_comparisons, format_change, verdict_table
 from proxmf_bench.results.f_star import read_f_star
 from proxmf_bench.results.figures import (
     FORMATS,
@@ -75,6 +77,9 @@ SUMMARY_FILE = "summary.csv"
 F_STAR_FILE = "f_star.csv"
 TIMES_FILE = "time_to_tolerance.csv"
 RATIOS_FILE = "performance_ratios.csv"
+VERDICTS_FILE = "verdicts.csv"
+RAW_FILE = "results.csv"
+TABLE_FORMATS = ("csv",)  # not a figure format: the raw long table
 
 
 @dataclass
@@ -103,9 +108,10 @@ def output_paths(run_dirs: Sequence[Path], output: str | os.PathLike | None,
 
 def parse_formats(text: str) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
-    unknown = [f for f in formats if f not in FORMATS]
+    unknown = [f for f in formats if f not in FORMATS + TABLE_FORMATS]
     if unknown or not formats:
-        raise UserError(f"unknown figure format {', '.join(unknown) or repr(text)} (use {', '.join(FORMATS)})")
+        raise UserError(f"unknown figure format {', '.join(unknown) or repr(text)} "
+                        f"(use {', '.join(FORMATS + TABLE_FORMATS)})")
     return formats
 
 
@@ -144,8 +150,10 @@ def build_report(
     f_star: str | os.PathLike | None = None,
 ) -> Report:
     """Read the run directories and write the HTML report, the figures, ``summary.csv``,
-    ``f_star.csv`` (f* of each problem and its source), ``time_to_tolerance.csv`` (per seed)
-    and ``performance_ratios.csv`` (the performance profiles' ratio per instance and solver).
+    ``f_star.csv`` (f* of each problem and its source), ``time_to_tolerance.csv`` (per seed),
+    ``performance_ratios.csv`` (the performance profiles' ratio per instance and solver),
+    ``verdicts.csv`` when there are paired comparisons (:func:`_comparisons`), and, when
+    ``formats`` holds ``csv``, ``results.csv`` (the long table of every run, with a ``run`` column).
 
     ``f_star`` is a table of known optima (:func:`~proxmf_bench.results.f_star.read_f_star`),
     used with those saved in the run directories. ``progress`` shows a bar over the problems
@@ -154,7 +162,10 @@ def build_report(
     extra = read_f_star(f_star) if f_star is not None else None
     runs = load_runs(run_dirs)
     html_path, fig_dir = output_paths([r.path for r in runs], output, figures_dir)
-    frame = add_suboptimality(combine_runs(runs), known_optima(runs, extra))
+    raw = combine_runs(runs)
+    frame = add_suboptimality(raw, known_optima(runs, extra))
+    table_formats = [f for f in formats if f in TABLE_FORMATS]
+    formats = tuple(f for f in formats if f not in TABLE_FORMATS)
     style = Style.from_frame(frame)
     metrics = metric_columns(frame)
     report = Report(html_path, fig_dir)
@@ -211,16 +222,29 @@ def build_report(
         name = f"performance-profile_{tol:.0e}"
         profiles.append((name, save(name, fig), n))
 
-    for name, table in ((SUMMARY_FILE, pd.concat([s.summary for s in sections], ignore_index=True)),
-                        (F_STAR_FILE, f_star_table(frame, known_optima(runs, extra))),
-                        (TIMES_FILE, pd.concat([s.times for s in sections], ignore_index=True)),
-                        (RATIOS_FILE, ratios)):
+    verdicts = _comparisons(frame)
+    tables = [(SUMMARY_FILE, pd.concat([s.summary for s in sections], ignore_index=True)),
+              (F_STAR_FILE, f_star_table(frame, known_optima(runs, extra))),
+              (TIMES_FILE, pd.concat([s.times for s in sections], ignore_index=True)),
+              (RATIOS_FILE, ratios)]
+    tables += [(VERDICTS_FILE, verdicts.table)] if verdicts is not None else []
+    tables += [(RAW_FILE, raw)] if table_formats else []
+    for name, table in tables:
         csv_path = fig_dir / name
         atomic_write_bytes(csv_path, table.to_csv(index=False).encode())
         report.files.append(csv_path)
-    page = _page(runs, frame, sections, profiles, style, fig_dir, formats)
+    page = _page(runs, frame, sections, profiles, style, fig_dir, formats, _verdicts_html(verdicts))
     atomic_write_bytes(html_path, page.encode("utf-8"))
     return report
+
+
+def _comparisons(frame: pd.DataFrame) -> Verdicts | None:
+    """The paired comparisons the report makes unasked
+    (:func:`~proxmf_bench.results.compare.automatic_comparisons`: variants of one solver, the
+    same solver in two runs), or ``None`` when there are none with common instances."""
+    comparisons = automatic_comparisons(frame)
+    verdicts = verdict_table(frame, comparisons, require_pairs=False) if comparisons else None
+    return verdicts if verdicts is not None and len(verdicts.table) else None
 
 
 # --- HTML -----------------------------------------------------------------------------------
@@ -243,6 +267,7 @@ details{margin:1em 0}
 tr.group td{background:#fafafa;font-weight:600}
 td.cmd{word-break:break-all;min-width:18em}
 tr.bad td{background:#fff3f0}
+tr.good td{background:#eefaf0}
 .sw{display:inline-block;width:.85em;height:.85em;border-radius:2px;margin-right:.4em;vertical-align:-.08em}
 figure{margin:1.2em 0}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
@@ -465,6 +490,34 @@ def _times_table(times: pd.DataFrame, style: Style, frame: pd.DataFrame) -> str:
     return _table(header, rows)
 
 
+def _verdicts_html(verdicts: Verdicts | None) -> str:
+    """The verdict table of each comparison (``proxmf-bench compare`` prints the same)."""
+    if verdicts is None:
+        return ""
+    parts = ["<h2 id='comparisons'>Paired comparisons</h2>",
+             "<p class='muted'>Each variant of a solver against the one with the fewest parameters given, and "
+             "each solver of two runs in the first against the second, per seed: wins/ties/losses of the "
+             "candidate, the median difference (candidate − baseline; times as ratios, ×0.5 is half the time) "
+             "with a 95% bootstrap interval, and the two-sided Wilcoxon signed-rank p-value from 6 pairs. "
+             "Time to tolerance is within each solver's own problem; the final objective is compared only "
+             "where both solve the same problem. The same table is in <span class='mono'>verdicts.csv</span>; "
+             "<code>proxmf-bench compare</code> makes others.</p>"]
+    header = ["dataset", "metric", "n", "W/T/L", "median [95% CI]", "p", "verdict"]
+    for name, part in verdicts.table.groupby("comparison", sort=False):
+        notes = "; ".join(verdicts.notes.get(name, []))
+        parts.append(f"<h3><span class='mono'>{_e(name)}</span></h3><p class='muted'>{_e(notes)}.</p>")
+        rows, classes = [], []
+        for r in part.itertuples(index=False):
+            metric = r.metric + (" (higher is better)" if r.better == "higher" else "")
+            rows.append([f"<td class='mono'>{_e(r.dataset)}</td>", f"<td class='mono'>{_e(metric)}</td>",
+                         f"<td class='num'>{r.n}</td>", f"<td class='num'>{r.wins}/{r.ties}/{r.losses}</td>",
+                         f"<td class='num'>{_e(format_change(r.median, r.ci_low, r.ci_high, r.scale))}</td>",
+                         f"<td class='num'>{_num(r.p_value, '.3g')}</td>", f"<td>{_e(r.verdict)}</td>"])
+            classes.append({"better": "good", "worse": "bad"}.get(r.verdict, ""))
+        parts.append(_table(header, rows, classes))
+    return "\n".join(parts)
+
+
 def _section_html(section: _Section, style: Style, frame: pd.DataFrame) -> str:
     sub = frame[(frame["dataset"] == section.dataset) & (frame["dtype"] == section.dtype)]
     parts = [f"<h2 id='{_e(section.slug)}'><span class='mono'>{_e(section.title)}</span></h2>"]
@@ -505,7 +558,8 @@ def _profiles_html(profiles: Sequence[tuple[str, bytes, int]]) -> str:
 
 
 def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Section],
-          profiles: Sequence[tuple[str, bytes, int]], style: Style, fig_dir: Path, formats: Sequence[str]) -> str:
+          profiles: Sequence[tuple[str, bytes, int]], style: Style, fig_dir: Path, formats: Sequence[str],
+          comparisons: str = "") -> str:
     tols = ", ".join(f"{t:.0e}" for t in TOLERANCES)
     nav = "".join(f"<li><a href='#{_e(s.slug)}' class='mono'>{_e(s.title)}</a></li>" for s in sections)
     solvers = ", ".join(
@@ -554,6 +608,7 @@ def _page(runs: Sequence[RunData], frame: pd.DataFrame, sections: Sequence[_Sect
         "<code>init</code>.</li></ul>",
         f"<nav><b>Problems</b><ul><li><a href='#profiles'>Performance profiles</a></li>{nav}</ul></nav>",
         _profiles_html(profiles),
+        comparisons,
         *(_section_html(s, style, frame) for s in sections),
         f"<p class='muted' style='margin-top:3em'>Figures as {_e(', '.join(f.upper() for f in formats))}, and the summary "
         f"tables as CSV, are in <span class='mono'>{_e(fig_dir)}</span>. Made by proxmf-bench "

@@ -45,6 +45,9 @@ EXTRA_COLUMNS = (
 )
 # Metric columns that are a function of the loss alone (reports plot the loss instead).
 LOSS_DERIVED_COLUMNS = ("rel_error",)
+# Flat parameter columns (as benchopt writes them): p_solver_<name>, p_dataset_<name>, one per
+# parameter of any variant, derived from the JSON columns (see with_param_columns).
+PARAM_PREFIXES = {"solver_params": "p_solver_", "dataset_params": "p_dataset_"}
 
 _DTYPES = {
     "run_id": "string", "solver": "string", "solver_params": "string", "dataset": "string",
@@ -76,25 +79,78 @@ def to_frame(rows: Iterable[dict[str, Any]], run_id: str, threads: int) -> pd.Da
 
 
 def concat_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Stack the tables of several cells into one, with the column order of :func:`to_frame`.
+    """Stack the tables of several cells into one, with the column order of :func:`to_frame`
+    and the flat parameter columns (:func:`with_param_columns`).
 
     Cells on datasets without ground truth lack the metric columns; they get NaN there.
     """
     if not frames:
         return to_frame([], "", 1)
-    return _tidy(pd.concat(frames, ignore_index=True))
+    return with_param_columns(_tidy(pd.concat(frames, ignore_index=True)))
+
+
+def is_param_column(name: str) -> bool:
+    return name.startswith(tuple(PARAM_PREFIXES.values()))
+
+
+def _flat(values: list[Any]) -> pd.api.extensions.ExtensionArray | Any:
+    """One flat parameter column from the values of its parameter (``None``: absent): numbers
+    as ``Int64`` or ``float64`` (with ``"inf"`` as JSON writes infinity), booleans as
+    ``boolean``, anything else as text (lists as JSON)."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pd.array(values, dtype="boolean")
+    numeric = [isinstance(v, (int, float)) and not isinstance(v, bool) or v in ("inf", "-inf", "nan") for v in present]
+    if present and all(numeric):
+        if all(isinstance(v, int) for v in present):
+            return pd.array(values, dtype="Int64")
+        return pd.array([math.nan if v is None else float(v) for v in values], dtype="float64")
+    return pd.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
+                    dtype="string")
+
+
+def _params_of(text: Any) -> dict[str, Any]:
+    """The parameters in a JSON column's value; none for an empty or foreign one (a table that
+    another tool wrote must still load)."""
+    try:
+        params = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def with_param_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a column ``p_solver_<name>`` for every parameter of its solvers'
+    ``solver_params`` and ``p_dataset_<name>`` of ``dataset_params`` (replacing any there),
+    after the extra columns and before the metrics; empty where a variant lacks the parameter."""
+    frame = frame.drop(columns=[c for c in frame.columns if is_param_column(c)])
+    flat: dict[str, Any] = {}
+    for source, prefix in PARAM_PREFIXES.items():
+        if source not in frame.columns:
+            continue
+        codes, uniques = pd.factorize(frame[source].astype(object), use_na_sentinel=True)
+        parsed = [_params_of(u) for u in uniques]
+        for name in sorted({k for params in parsed for k in params}):
+            per_unique = [params.get(name) for params in parsed] + [None]  # code -1: no JSON
+            flat[prefix + name] = _flat([per_unique[c] for c in codes])
+    if not flat:
+        return frame
+    at = max(frame.columns.get_loc(c) for c in COLUMNS + EXTRA_COLUMNS if c in frame.columns) + 1
+    params = pd.DataFrame(flat, index=frame.index)
+    return pd.concat([frame.iloc[:, :at], params, frame.iloc[:, at:]], axis=1)
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """Public columns first, then the extra ones (missing ones from older files added as
-    empty), then metrics sorted by name; typed."""
+    empty), then flat parameter columns, then metrics sorted by name; typed."""
     missing = [c for c in EXTRA_COLUMNS if c not in frame.columns]
     if missing:
         empty = {"float64": math.nan, "int64": 0}
         frame = frame.assign(**{c: pd.array([empty.get(_DTYPES[c], pd.NA)] * len(frame), dtype=_DTYPES[c])
                                 for c in missing})
-    metrics = sorted(c for c in frame.columns if c not in COLUMNS and c not in EXTRA_COLUMNS)
-    frame = frame[list(COLUMNS) + list(EXTRA_COLUMNS) + metrics]
+    params = [c for c in frame.columns if is_param_column(c)]
+    metrics = sorted(c for c in frame.columns if c not in COLUMNS and c not in EXTRA_COLUMNS and c not in params)
+    frame = frame[list(COLUMNS) + list(EXTRA_COLUMNS) + params + metrics]
     types = {c: t for c, t in _DTYPES.items() if c in frame.columns}
     types.update({c: "float64" for c in metrics})
     return frame.astype(types)
@@ -110,12 +166,16 @@ TIMING_COLUMNS = ("time_s", "time_s_min", "time_s_max")
 
 
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:
-    """The content of a results table: without the run id and timings, rows in a fixed order.
+    """The content of a results table: without the run id, timings and the flat parameter
+    columns (they repeat the JSON ones, and which exist depends on the other variants of the
+    table), rows in a fixed order.
 
-    Two runs of the same grid (serial, ``--jobs``, dask, resumed) give equal tables here.
+    Two runs of the same grid (serial, ``--jobs``, dask, resumed) give equal tables here, and
+    so do a solver's rows in grids with different other solvers.
     """
     keys = ["solver", "dataset", "device", "dtype", "seed", "iteration"]
-    out = frame.drop(columns=["run_id", *(c for c in TIMING_COLUMNS if c in frame)]).sort_values(keys, kind="stable")
+    dropped = ["run_id", *(c for c in frame.columns if c in TIMING_COLUMNS or is_param_column(c))]
+    out = frame.drop(columns=dropped).sort_values(keys, kind="stable")
     return out.reset_index(drop=True)
 
 
@@ -227,7 +287,8 @@ def write_meta(run_dir: Path, meta: dict[str, Any]) -> Path:
 
 
 def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """The results table of a run directory (or of a ``results.parquet`` path)."""
+    """The results table of a run directory (or of a ``results.parquet`` path), with the flat
+    parameter columns (derived from the JSON ones for tables written before they existed)."""
     path = Path(run_dir)
     if path.is_dir():
         path = path / RESULTS_FILE
@@ -237,7 +298,7 @@ def load_results(run_dir: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"{path} lacks the columns {', '.join(missing)}: not a proxmf-bench results file")
-    return frame
+    return with_param_columns(frame)
 
 
 def load_meta(run_dir: str | os.PathLike) -> dict[str, Any]:
