@@ -41,8 +41,10 @@ class MU:
         self.problem = problem
         self.Y = Y
         self.fixed_W = problem.fixed_W
-        # Y^T row-major: H Y^T as H @ Yt is the fastest layout (see proxmf_bench.problem.problem)
-        self.Yt = problem.Yt if Y is problem.Y else None if self.fixed_W else Y.mT.contiguous()
+        # Y^T as the problem lays it out (a row-major copy where its Yt policy keeps one: H @ Yt
+        # is then the fastest layout; see proxmf_bench.problem.problem)
+        self.Yt = problem.Yt if Y is problem.Y else None if self.fixed_W else \
+            Y.mT.contiguous() if problem.holds_Yt_copy else Y.mT
         self.W = W0.clamp_min(self.eps)
         self.H = H0.clamp_min(self.eps)
         # W^T W of the current W (and W^T Y in fixed-W mode, where neither changes);

@@ -424,7 +424,7 @@ def _worker_main() -> int:
     from proxmf_bench.run.schedule import RecordSchedule
     from proxmf_bench.run.serial import ProblemCache, run_grid_cell
 
-    cache = ProblemCache(registry)
+    cache = ProblemCache(registry, payload["grid"].get("yt", "auto"))
     schedule = RecordSchedule()
     repeat = payload["grid"].get("repeat", 1)
     while not state.stopping:
