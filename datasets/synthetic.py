@@ -64,7 +64,7 @@ PARAMS = (
     Param("cond", 0.0, float, "2-norm condition number of W (0: as drawn, else >= 1)", low=0.0, high=1e8),
 )
 
-_NOISE_BLOCK = 1 << 22  # entries of Y per block (32 MiB of float64)
+_NOISE_BLOCK = 1 << 20  # entries of Y per block (8 MiB of float64; a few are alive at once)
 
 
 def resolve(given: Mapping[str, Any], registry: SpecLookup | None = None) -> dict[str, Any]:
