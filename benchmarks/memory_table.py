@@ -9,7 +9,8 @@ tiny run first measures the interpreter (Python, torch, the plugins), so the tab
 much memory the data costs beyond it, in multiples of the bytes of ``Y``::
 
     python benchmarks/memory_table.py                          # 3 sizes, serial
-    python benchmarks/memory_table.py --jobs 2 --sizes 10000x5000
+    python benchmarks/memory_table.py --jobs 2 --sizes 10000x5000 --extra=--solvers=mu,pgm
+    python benchmarks/memory_table.py --jobs 2 --no-share ...    # each worker its own copy
     python benchmarks/memory_table.py --sizes 40000x20000 --iters 2
     python benchmarks/memory_table.py --extra=--yt=keep         # flags passed to every run
 
@@ -30,6 +31,10 @@ from pathlib import Path
 
 SIZES = ("5000x2500", "10000x5000", "20000x10000")
 BASELINE = "50x40"
+
+# proxmf-bench's command line with the workers' shared data turned off (--no-share)
+_UNSHARED = ("import sys; import proxmf_bench.run.runner as runner; runner.sharing_available = lambda: False; "
+             "from proxmf_bench.cli import main; sys.exit(main())")
 
 # Runs the command in argv[1:] and prints the peak RSS of the largest process among its
 # descendants, in bytes (Linux reports ru_maxrss in KiB).
@@ -96,10 +101,11 @@ def measure(command: list[str]) -> tuple[int, int, float]:
     return rss, peak_pss, time.perf_counter() - start
 
 
-def run_command(size: str, rank: int, dtype: str, iters: int, jobs: int | None, extra: list[str], out: Path) -> list[str]:
+def run_command(size: str, rank: int, dtype: str, iters: int, jobs: int | None, extra: list[str], out: Path,
+                share: bool = True) -> list[str]:
     m, n = (int(v) for v in size.lower().split("x"))
-    exe = Path(sys.executable).with_name("proxmf-bench")
-    cmd = [str(exe), "run", "--solvers", "mu", "--datasets", f"synthetic[m={m},n={n},rank={min(rank, m, n)}]",
+    exe = [str(Path(sys.executable).with_name("proxmf-bench"))] if share else [sys.executable, "-c", _UNSHARED]
+    cmd = [*exe, "run", "--solvers", "mu", "--datasets", f"synthetic[m={m},n={n},rank={min(rank, m, n)}]",
            "--dtypes", dtype, "--max-iter", str(iters), "--out", str(out)]
     if jobs:
         cmd += ["--jobs", str(jobs)]
@@ -115,16 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=3, help="MU iterations per run (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=None, help="run the cells in N worker processes")
     parser.add_argument("--extra", action="append", default=[], help="a flag passed to every run (repeatable)")
+    parser.add_argument("--no-share", action="store_true",
+                        help="--jobs workers load their own copy of the data instead of mapping one shared file")
     args = parser.parse_args(argv)
     itemsize = 4 if args.dtype == "float32" else 8
     gib = 2.0**30
     with tempfile.TemporaryDirectory(prefix="memory_table_") as tmp:
         def one(size: str, k: int) -> tuple[int, int, float]:
-            return measure(run_command(size, args.rank, args.dtype, args.iters, args.jobs, args.extra, Path(tmp) / f"r{k}"))
+            return measure(run_command(size, args.rank, args.dtype, args.iters, args.jobs, args.extra, Path(tmp) / f"r{k}",
+                                       share=not args.no_share))
 
         base_rss, base_pss, _ = one(BASELINE, 0)
         print(f"interpreter (a {BASELINE} run): peak RSS {base_rss / gib:.2f} GiB, tree PSS {base_pss / gib:.2f} GiB")
-        print(f"{args.dtype}, rank {args.rank}, {args.iters} MU iterations, jobs {args.jobs or 'serial'}, "
+        sharing = "" if not args.jobs else ", each worker its own data" if args.no_share else ", data shared"
+        print(f"{args.dtype}, rank {args.rank}, {args.iters} MU iterations, jobs {args.jobs or 'serial'}{sharing}, "
               f"flags {' '.join(args.extra) or '-'}")
         print("| m x n | Y (GiB) | peak RSS (GiB) | (RSS - interpreter) / Y | tree PSS (GiB) | (PSS - interpreter) / Y "
               "| wall (s) |")

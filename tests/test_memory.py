@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,18 @@ import torch
 
 from proxmf_bench.datasets import synthetic
 from proxmf_bench.errors import UserError
+from proxmf_bench.plugin.selection import select
 from proxmf_bench.problem import problem as problem_module
 from proxmf_bench.problem.integrity import ProblemSeal
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.problem.start import StartingPoint, initial_factors
+from proxmf_bench.run import shared
+from proxmf_bench.run.cells import Cell, CellResult
 from proxmf_bench.run.runner import run_benchmark
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 F32_EPS = torch.finfo(torch.float32).eps
+CPU = torch.device("cpu")
 
 
 def _memory_table():
@@ -203,3 +208,80 @@ def test_a_plain_load_keeps_nothing(registry):
     spec = registry.get_dataset("synthetic")
     spec.load(spec.resolve({"m": "40", "n": "30", "rank": "3"}, registry), 0, torch.device("cpu"), torch.float32)
     assert synthetic._kept is None
+
+
+def _cpu_cell(registry, dataset="synthetic[m=40,n=30,rank=3]", solver="mu", seed=0, dtype="float32", device="cpu"):
+    (variant,) = select(dataset, registry.datasets, registry, "dataset")
+    return Cell(select(solver, registry.solvers, registry, "solver")[0], variant, device, dtype, seed)
+
+
+def _mapped_files() -> dict[int, str]:
+    """Start address -> file of this process's file mappings (``/proc/self/maps``)."""
+    out = {}
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6:
+            start, end = (int(v, 16) for v in fields[0].split("-"))
+            out[(start, end)] = fields[5]
+    return out
+
+
+@pytest.mark.skipif(not shared.sharing_available() or not Path("/proc/self/maps").exists(),
+                    reason="needs fcntl locks and /proc/self/maps")
+def test_workers_map_one_file_per_problem_built_once(registry, tmp_path):
+    spec = registry.get_dataset("synthetic")
+    cell = _cpu_cell(registry)
+    built = []
+
+    def build():
+        built.append(1)
+        return spec.load(cell.dataset.params, cell.seed, torch.device("cpu"), torch.float32)
+
+    first, second = shared.SharedProblems(tmp_path), shared.SharedProblems(tmp_path)  # two workers
+    a, b = first.load(cell, build), second.load(cell, build)
+    assert built == [1]
+    reference = build()
+    for p in (a, b):
+        torch.testing.assert_close(p.Y, reference.Y, rtol=0.0, atol=0.0)
+        torch.testing.assert_close(p.W_true, reference.W_true, rtol=0.0, atol=0.0)
+        assert (p.rank, p.name, p.metadata) == (reference.rank, reference.name, reference.metadata)
+        address = p.Y.data_ptr()
+        (path,) = [f for (lo, hi), f in _mapped_files().items() if lo <= address < hi]
+        assert Path(path) == tmp_path / f"{shared.problem_key(cell)}.npy"
+    a.Y[0, 0] += 1.0  # copy-on-write: the file and the other worker's problem are unchanged
+    torch.testing.assert_close(b.Y, reference.Y, rtol=0.0, atol=0.0)
+    torch.testing.assert_close(second.load(cell, build).Y, reference.Y, rtol=0.0, atol=0.0)
+    gpu_cell = _cpu_cell(registry, device="cuda")
+    assert shared.problem_key(gpu_cell) == shared.problem_key(cell)
+    assert shared.problem_key(_cpu_cell(registry, solver="pgm")) == shared.problem_key(cell)
+    assert shared.problem_key(_cpu_cell(registry, seed=1)) != shared.problem_key(cell)
+
+
+def test_the_main_process_deletes_a_problems_files_after_its_last_cell(registry, tmp_path):
+    cells = [_cpu_cell(registry, solver=s) for s in ("mu", "pgm")] + [_cpu_cell(registry, seed=1)]
+    with shared.SharedDir(cells, [0, 1, 2]) as directory:
+        root = directory.path
+        spec = registry.get_dataset("synthetic")
+        for cell in (cells[0], cells[2]):
+            shared.SharedProblems(root).load(cell, lambda c=cell: spec.load(c.dataset.params, c.seed, CPU,
+                                                                            torch.float32))
+        assert len(list(root.glob("*.npy"))) == 2
+        directory.finished(CellResult(cells[0]))
+        assert len(list(root.glob("*.npy"))) == 2  # pgm still needs it
+        directory.finished(CellResult(cells[1]))
+        assert [p.stem for p in root.glob("*.npy")] == [shared.problem_key(cells[2])]
+    assert not root.exists()
+
+
+@pytest.mark.skipif(not shared.sharing_available(), reason="needs fcntl locks")
+def test_jobs_share_the_data_and_give_the_serial_iterates(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    grid = {"solvers": "mu,pgm,hals", "datasets": "synthetic[m=50,n=40,rank=3]", "dtypes": "float32", "max_iter": 5}
+    serial = run_benchmark(**grid, out=tmp_path / "serial").frame
+    parallel = run_benchmark(**grid, jobs=2, out=tmp_path / "jobs").frame
+    keys = ["solver", "iteration"]
+    a, b = (f.set_index(keys).sort_index().loss for f in (serial, parallel))
+    assert list(a.index) == list(b.index)
+    torch.testing.assert_close(torch.tensor(b.to_numpy()), torch.tensor(a.to_numpy()), rtol=1e-6, atol=0.0)
+    assert list((tmp_path / "tmp").iterdir()) == []  # the shared directory is gone

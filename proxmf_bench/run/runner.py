@@ -38,6 +38,7 @@ from proxmf_bench.run.grid import DTYPES, GridSpec, explain_changes, manifest, p
 from proxmf_bench.run.interrupts import InterruptGuard
 from proxmf_bench.run.resources import MAX_SIZE, format_bytes, parse_size
 from proxmf_bench.run.serial import preflight, run_grid
+from proxmf_bench.run.shared import SharedDir, sharing_available
 from proxmf_bench.run.store import RunStore, check_new_run_dir, path_error
 
 DEFAULT_OUT = Path("results")
@@ -477,8 +478,17 @@ def _run_parallel(execution: Execution, cluster, payload: dict[str, Any], cells:
     timeout = execution.cell_timeout or default_cell_timeout(limits.max_time)
     if cluster is not None:
         return cluster.run(payload, cells, pending, on_result, cell_timeout=timeout, max_memory=execution.max_memory)
-    return run_local_pool(payload, cells, pending, execution.jobs, on_result, cell_timeout=timeout,
-                          max_memory=execution.max_memory)
+    if not sharing_available():
+        return run_local_pool(payload, cells, pending, execution.jobs, on_result, cell_timeout=timeout,
+                              max_memory=execution.max_memory)
+    with SharedDir(cells, pending) as shared:  # the workers map one copy of each problem's data
+
+        def finished(result: CellResult) -> None:
+            on_result(result)
+            shared.finished(result)
+
+        return run_local_pool({**payload, "shared_dir": str(shared.path)}, cells, pending, execution.jobs, finished,
+                              cell_timeout=timeout, max_memory=execution.max_memory)
 
 
 def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, started, interrupted: bool,

@@ -25,6 +25,7 @@ from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits, faile
 from proxmf_bench.run.grid import DTYPES
 from proxmf_bench.run.harness import Interrupted, plugin_failure, run_cell
 from proxmf_bench.run.schedule import RecordSchedule
+from proxmf_bench.run.shared import SharedProblems
 
 
 @dataclass
@@ -67,9 +68,10 @@ class ProblemCache:
     (a dataset that hands out its cached tensors instead of copies cannot undo the damage).
     """
 
-    def __init__(self, registry: Registry, yt: str = "auto") -> None:
+    def __init__(self, registry: Registry, yt: str = "auto", shared: SharedProblems | None = None) -> None:
         self.registry = registry
         self.yt = yt  # the run's Yt policy; "auto" leaves the dataset's own
+        self.shared = shared  # in a --jobs worker: the data shared with the other workers
         self.key: tuple | None = None
         self.problem: Problem | None = None
         self.start: StartingPoint | None = None
@@ -85,7 +87,11 @@ class ProblemCache:
             self.key, self.problem, self.start, self.seal, self.fingerprint, self.error = key, None, None, None, None, ""
             try:
                 spec = self.registry.get_dataset(cell.dataset.name)
-                problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
+
+                def build() -> Problem:
+                    return spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
+
+                problem = build() if self.shared is None else self.shared.load(cell, build)
                 if self.yt != "auto":
                     problem.set_yt_policy(self.yt)
                 fingerprint = data_fingerprint(problem)
