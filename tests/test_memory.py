@@ -285,3 +285,23 @@ def test_jobs_share_the_data_and_give_the_serial_iterates(tmp_path, monkeypatch)
     assert list(a.index) == list(b.index)
     torch.testing.assert_close(torch.tensor(b.to_numpy()), torch.tensor(a.to_numpy()), rtol=1e-6, atol=0.0)
     assert list((tmp_path / "tmp").iterdir()) == []  # the shared directory is gone
+
+
+def test_a_file_that_fits_only_in_float32_runs_in_float32(tmp_path, monkeypatch):
+    import numpy as np
+
+    from proxmf_bench.datasets import file as file_dataset
+    from proxmf_bench.errors import DataError
+    from proxmf_bench.run import resources
+
+    path = tmp_path / "y.npy"
+    np.save(path, np.random.default_rng(0).random((400, 300), dtype=np.float32))
+    need32 = file_dataset._BLOCK + 4 * 400 * 300
+    monkeypatch.setattr(resources, "available_memory", lambda device="cpu": need32 + 300 * 400)
+    dataset = f"file[path={path},rank=3]"
+    out = run_benchmark(solvers="mu", datasets=dataset, dtypes="float32,float64", max_iter=2, out=tmp_path / "a")
+    last = out.frame.groupby("dtype").tail(1).set_index("dtype")
+    assert last.loc["float32", "stop_reason"] == "max_iter"
+    assert last.loc["float64", "stop_reason"] == "error" and "more than the" in last.loc["float64", "error"]
+    with pytest.raises(DataError, match=r"in float64\) needs about"):
+        run_benchmark(solvers="mu", datasets=dataset, dtypes="float64", max_iter=2, out=tmp_path / "b")

@@ -478,7 +478,7 @@ def _run_parallel(execution: Execution, cluster, payload: dict[str, Any], cells:
     timeout = execution.cell_timeout or default_cell_timeout(limits.max_time)
     if cluster is not None:
         return cluster.run(payload, cells, pending, on_result, cell_timeout=timeout, max_memory=execution.max_memory)
-    if not sharing_available():
+    if execution.jobs == 1 or not sharing_available():  # one worker: nobody to share with
         return run_local_pool(payload, cells, pending, execution.jobs, on_result, cell_timeout=timeout,
                               max_memory=execution.max_memory)
     with SharedDir(cells, pending) as shared:  # the workers map one copy of each problem's data

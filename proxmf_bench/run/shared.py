@@ -1,8 +1,8 @@
 """One copy of each problem's data for all ``--jobs`` workers on this machine: memory-mapped files.
 
 Without it each worker process loads the problem of the cell it runs, so ``N`` workers on the
-cells of one problem hold ``N`` copies of ``Y``. With it (local ``--jobs`` runs on CPU cells,
-where the platform has ``fcntl`` locks), the main process makes a private temporary directory
+cells of one problem hold ``N`` copies of ``Y``. With it (local ``--jobs N`` runs, ``N >= 2``,
+on CPU cells, where the platform has ``fcntl`` locks), the main process makes a private temporary directory
 for the run (:class:`SharedDir`), and the first worker that needs a problem loads it from its
 dataset under a lock and writes ``Y`` there as ``.npy`` (the rest of the problem, small, as a
 pickle); every worker, that one included, then maps the file copy-on-write
