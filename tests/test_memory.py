@@ -305,3 +305,13 @@ def test_a_file_that_fits_only_in_float32_runs_in_float32(tmp_path, monkeypatch)
     assert last.loc["float64", "stop_reason"] == "error" and "more than the" in last.loc["float64", "error"]
     with pytest.raises(DataError, match=r"in float64\) needs about"):
         run_benchmark(solvers="mu", datasets=dataset, dtypes="float64", max_iter=2, out=tmp_path / "b")
+
+
+def test_a_problem_that_cannot_be_written_stays_the_workers_own(registry, tmp_path):
+    spec = registry.get_dataset("synthetic")
+    cell = _cpu_cell(registry)
+    built = spec.load(cell.dataset.params, cell.seed, CPU, torch.float32)
+    built.metadata = {"handle": lambda: None}  # a plugin's metadata that pickle cannot hold
+    problem = shared.SharedProblems(tmp_path).load(cell, lambda: built)
+    assert problem is built
+    assert [p.suffix for p in tmp_path.iterdir()] == [".lock"]

@@ -68,14 +68,21 @@ class SharedProblems:
 
     def load(self, cell: Cell, build: Callable[[], Any]) -> Any:
         """The problem of ``cell``: built by ``build()`` (the dataset's load) and written by
-        the first worker that needs it, then mapped from the file by every worker."""
+        the first worker that needs it, then mapped from the file by every worker. Where it
+        cannot be written (no room left, metadata that cannot be pickled) this worker keeps
+        the problem it built, as without sharing."""
         if cell.device != "cpu":
             return build()
         base = self.directory / problem_key(cell)
         data, rest = base.with_suffix(".npy"), base.with_suffix(".pkl")
         with _locked(base.with_suffix(".lock")):
             if not data.exists():
-                _write(build(), data, rest)
+                problem = build()
+                try:
+                    _write(problem, data, rest)
+                except (OSError, pickle.PicklingError, TypeError, AttributeError):
+                    return problem
+                del problem  # the file's pages replace it
         return _read(data, rest)
 
 
@@ -89,9 +96,12 @@ def _write(problem: Any, data: Path, rest: Path) -> None:
     for target, write in ((rest, lambda f: pickle.dump(fields, f, protocol=pickle.HIGHEST_PROTOCOL)),
                           (data, lambda f: np.save(f, problem.Y.detach().numpy(), allow_pickle=False))):
         partial = target.with_name(target.name + ".partial")
-        with open(partial, "wb") as handle:
-            write(handle)
-        os.replace(partial, target)
+        try:
+            with open(partial, "wb") as handle:
+                write(handle)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def _read(data: Path, rest: Path) -> Any:
