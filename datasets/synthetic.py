@@ -15,12 +15,18 @@ r"""Synthetic NMF problems with known ground truth, from toy to GPU scale.
   data valid for NMF. The SNR actually obtained is recorded in the problem's metadata.
 
 ``size`` picks ``(m, n, rank)`` from :data:`SIZES`, up to ``xlarge`` = 20000 x 10000 with
-r = 50 (1.6 GB in float64) for GPU runs; ``m``, ``n`` or ``rank`` given explicitly override
-the preset. Everything is drawn on the CPU in float64 from a generator seeded by the run
-seed and the parameters (not the preset's name), then moved to the requested device and
-dtype, so a problem is the same on every device. The noise is drawn in column blocks so the
-peak memory stays near one copy of ``Y``. The last problem built is kept, so the harness's
-check before the run and the first run share one generation.
+r = 50 (0.8 GB in float32, 1.6 GB in float64); ``m``, ``n`` or ``rank`` given explicitly
+override the preset. Everything is drawn on the CPU in float64 from a generator seeded by the
+run seed and the parameters (not the preset's name), so a problem is the same on every
+device and, to rounding, in every dtype.
+
+Memory: ``Y`` is built in row blocks of about :data:`_NOISE_BLOCK` entries, each computed as
+``W_b H`` plus its noise in float64 and written into ``Y`` in the requested dtype, so the only
+full-size array is ``Y`` itself (a float32 problem never has a float64 copy). ``std(W H)``,
+which sets the noise level before any block exists, and ``||W H||^2`` come from the factors:
+``sum(W H) = (1^T W)(H 1)`` and ``||W H||_F^2 = <W^T W, H H^T>``. Nothing is cached, except
+that the run's check before it starts keeps its problem for the first cell when that runs in
+the same process (:func:`~proxmf_bench.plugin.specs.preflight_loads`): one generation, one copy.
 """
 
 from __future__ import annotations
@@ -29,14 +35,13 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 import torch
 
 from proxmf_bench.errors import UserError
 from proxmf_bench.plugin.hookspecs import hookimpl
-from proxmf_bench.plugin.specs import DatasetSpec, Param, SpecLookup, coerce_params
+from proxmf_bench.plugin.specs import DatasetSpec, Param, SpecLookup, coerce_params, keep_for_next_load
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.run.resources import check_memory
 
@@ -59,7 +64,7 @@ PARAMS = (
     Param("cond", 0.0, float, "2-norm condition number of W (0: as drawn, else >= 1)", low=0.0, high=1e8),
 )
 
-_NOISE_BLOCK = 1 << 22  # entries of Y per noise block
+_NOISE_BLOCK = 1 << 20  # entries of Y per block (8 MiB of float64; a few are alive at once)
 
 
 def resolve(given: Mapping[str, Any], registry: SpecLookup | None = None) -> dict[str, Any]:
@@ -75,19 +80,15 @@ def resolve(given: Mapping[str, Any], registry: SpecLookup | None = None) -> dic
     return params
 
 
-def make_synthetic(params: Mapping[str, Any], seed: int) -> Problem:
-    """Build the float64 CPU problem described in the module docstring."""
-    key = json.dumps({k: v for k, v in params.items() if k != "size"}, sort_keys=True)
-    return _make_cached(key, seed)
-
-
-@lru_cache(maxsize=1)
-def _make_cached(key: str, seed: int) -> Problem:
-    params = json.loads(key)
+def make_synthetic(params: Mapping[str, Any], seed: int, dtype: torch.dtype = torch.float64) -> Problem:
+    """Build the CPU problem described in the module docstring, ``Y`` in ``dtype`` (the ground
+    truth in float64, as drawn)."""
+    params = dict(params)
     m, n, r = params["m"], params["n"], params["rank"]
-    # Y, Y^T (the problem holds both), the factors and two noise blocks, in float64: refused
-    # before allocating.
-    check_memory(8 * (2 * m * n + 4 * (m + n) * r + 2 * _NOISE_BLOCK), f"synthetic data of {m} x {n} (rank {r})")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    # Y, the factors and a few float64 blocks: refused before allocating
+    check_memory(itemsize * m * n + 8 * (4 * (m + n) * r + 3 * _NOISE_BLOCK), f"synthetic data of {m} x {n} (rank {r})")
+    key = json.dumps({k: v for k, v in params.items() if k != "size"}, sort_keys=True)
     digest = hashlib.sha256(f"{key}|{seed}".encode()).digest()
     gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
     W = torch.randn(m, r, generator=gen, dtype=torch.float64).abs_()
@@ -103,9 +104,9 @@ def _make_cached(key: str, seed: int) -> Problem:
         H = H * keep
         if params["abundances"] == "dirichlet":
             H /= H.sum(dim=0, keepdim=True)
-    Y = W @ H
-    clean_power = float(torch.linalg.vector_norm(Y)) ** 2
-    noise_power = _add_clipped_noise(Y, params["noise"] * float(Y.std()), gen)
+    clean_power, std = _product_moments(W, H)
+    Y = torch.empty(m, n, dtype=dtype)
+    noise_power = _fill_noisy_product(Y, W, H, params["noise"] * std, gen)
     snr_db = math.inf if noise_power == 0 else 10.0 * math.log10(clean_power / noise_power)
     return Problem(
         Y=Y, rank=r, W_true=W, H_true=H, name="synthetic",
@@ -113,18 +114,32 @@ def _make_cached(key: str, seed: int) -> Problem:
     )
 
 
-def _add_clipped_noise(Y: torch.Tensor, sigma: float, gen: torch.Generator) -> float:
-    """``Y <- max(Y + sigma * N(0, 1), 0)`` in column blocks; the power of the change made."""
-    if sigma == 0.0:
-        return 0.0
+def _product_moments(W: torch.Tensor, H: torch.Tensor) -> tuple[float, float]:
+    r"""``(||W H||_F^2, std(W H))`` from ``O((m + n) r^2)`` work, without the product:
+    :math:`\sum_{ij} (WH)_{ij} = (1^\top W)(H 1)`, :math:`\|WH\|_F^2 = \langle W^\top W, H H^\top\rangle`,
+    and the sample variance (``N - 1`` in the denominator, as ``torch.std``) from the two."""
+    count = W.shape[0] * H.shape[1]
+    total = float(W.sum(dim=0) @ H.sum(dim=1))
+    power = float(torch.sum((W.T @ W) * (H @ H.T)))
+    variance = (power - total * total / count) / (count - 1) if count > 1 else 0.0
+    return power, math.sqrt(max(variance, 0.0))
+
+
+def _fill_noisy_product(Y: torch.Tensor, W: torch.Tensor, H: torch.Tensor, sigma: float,
+                        gen: torch.Generator) -> float:
+    """``Y <- max(W H + sigma * N(0, 1), 0)`` in row blocks computed in float64, written in
+    ``Y``'s dtype; the power of the change the noise and the clipping made (in float64)."""
     m, n = Y.shape
-    block = max(1, _NOISE_BLOCK // m)
+    rows = max(1, _NOISE_BLOCK // n)
     power = 0.0
-    for j in range(0, n, block):
-        clean = Y[:, j : j + block]
+    for i in range(0, m, rows):
+        clean = W[i : i + rows] @ H
+        if sigma == 0.0:
+            Y[i : i + rows] = clean
+            continue
         noisy = torch.randn(clean.shape, generator=gen, dtype=torch.float64).mul_(sigma).add_(clean).clamp_min_(0.0)
-        power += float((noisy - clean).pow_(2).sum())
-        clean.copy_(noisy)
+        Y[i : i + rows] = noisy
+        power += float(noisy.sub_(clean).pow_(2).sum())
     return power
 
 
@@ -178,12 +193,24 @@ def condition_columns(W0: torch.Tensor, cond: float, iterations: int = 200) -> t
     return (1 - t) * W0 + t * T
 
 
+# (key, problem) the run's check before it starts built for the first cell (module docstring)
+_kept: tuple[tuple, Problem] | None = None
+
+
 def load(params: Mapping[str, Any], seed: int, device: torch.device, dtype: torch.dtype) -> Problem:
-    problem = make_synthetic(params, seed)
+    global _kept
+    key = (json.dumps({k: v for k, v in params.items() if k != "size"}, sort_keys=True), seed, dtype)
+    kept, _kept = _kept, None
+    problem = kept[1] if kept is not None and kept[0] == key else None
+    del kept  # dropped before building another
+    if problem is None:
+        problem = make_synthetic(params, seed, dtype)
+    if keep_for_next_load():
+        _kept = (key, problem)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    check_memory(2 * itemsize * params["m"] * params["n"], f"a copy of synthetic data of {params['m']} x {params['n']}",
-                 device)
-    return problem.to(device, dtype, copy=True)
+    if torch.device(device).type != "cpu":
+        check_memory(itemsize * params["m"] * params["n"], f"synthetic data of {params['m']} x {params['n']}", device)
+    return problem.to(device, dtype)
 
 
 @hookimpl

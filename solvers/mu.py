@@ -42,8 +42,9 @@ class MU:
         self.problem = problem
         self.Y = Y
         self.fixed_W = problem.fixed_W
-        # Y^T row-major: H Y^T as H @ Yt is the fastest layout (see proxmf_bench.problem.problem)
-        self.Yt = problem.Yt if Y is problem.Y else None if self.fixed_W else _transpose(Y)
+        # Y^T as the problem lays it out (a row-major copy where its Yt policy keeps one: H @ Yt
+        # is then the fastest layout; see proxmf_bench.problem.problem)
+        self.Yt = problem.Yt if Y is problem.Y else None if self.fixed_W else _transpose(Y, problem.holds_Yt_copy)
         self.W = W0.clamp_min(self.eps)
         self.H = H0.clamp_min(self.eps)
         # W^T W of the current W (and W^T Y in fixed-W mode, where neither changes);
@@ -52,7 +53,7 @@ class MU:
         self.YHt: torch.Tensor | None = None
         self.HHt: torch.Tensor | None = None
         if self.fixed_W:
-            self.WtY = times(self.W.mT, Y, self.Yt if self.Yt is not None else _transpose(Y))
+            self.WtY = times(self.W.mT, Y, self.Yt if self.Yt is not None else _transpose(Y, problem.holds_Yt_copy))
 
     def step(self) -> None:
         self.weighted_step(None, None)
@@ -87,9 +88,11 @@ class MU:
         return self.W, self.H
 
 
-def _transpose(Y: torch.Tensor) -> torch.Tensor:
-    """``Y^T`` row-major: a CSR transpose for sparse ``Y``."""
-    return csr_transpose(Y) if is_sparse(Y) else Y.mT.contiguous()
+def _transpose(Y: torch.Tensor, copy: bool) -> torch.Tensor:
+    """``Y^T``: a CSR transpose for sparse ``Y``; else a row-major copy if ``copy``, the view if not."""
+    if is_sparse(Y):
+        return csr_transpose(Y)
+    return Y.mT.contiguous() if copy else Y.mT
 
 
 @hookimpl

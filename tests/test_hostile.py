@@ -57,7 +57,7 @@ def test_bad_data_is_refused_before_any_solver_runs(kind, message, tmp_path, cap
     ("synthetic[m=10,n=8,rank=9]", "rank 9 is larger than min(m, n) = 8"),
     ("synthetic[m=x]", "parameter m='x' is not a valid int"),
     ("synthetic[m=2.5]", "parameter m='2.5' is not a valid int"),
-    ("synthetic[m=10000000,n=10000000]", "needs about 1.4 PiB of memory on cpu, more than the"),
+    ("synthetic[m=10000000,n=10000000]", "needs about 727.6 TiB of memory on cpu, more than the"),
     ("synthetic[m=" + "9" * 40 + "]", "of memory on cpu, more than the"),
     ("synthetiq", "unknown dataset 'synthetiq'; did you mean 'synthetic'?"),
 ])

@@ -6,8 +6,10 @@ Plugins hand specs to the ``register`` callable their hook receives (see ``hooks
 
 from __future__ import annotations
 
+import contextvars
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -236,6 +238,27 @@ class DatasetSpec(ResolvableSpec):
     ground_truth: bool = False
     files: tuple[DataFile, ...] = ()
     resolve_params: ParamResolver | None = None
+
+
+_KEEP_FOR_NEXT_LOAD: contextvars.ContextVar[bool] = contextvars.ContextVar("keep_for_next_load", default=False)
+
+
+@contextmanager
+def preflight_loads(keep: bool) -> Iterator[None]:
+    """Dataset loads inside are the run's check before it starts. ``keep``: the cells run in
+    this process next, so a dataset may keep the problem it loads for the next load of the same
+    problem (the first cell's), to build it once; it must hand it out once and then forget it,
+    so that no process holds a copy of ``Y`` besides the one in use."""
+    token = _KEEP_FOR_NEXT_LOAD.set(keep)
+    try:
+        yield
+    finally:
+        _KEEP_FOR_NEXT_LOAD.reset(token)
+
+
+def keep_for_next_load() -> bool:
+    """Whether a dataset may keep what it loads now for the next load (:func:`preflight_loads`)."""
+    return _KEEP_FOR_NEXT_LOAD.get()
 
 
 PROX_ACTS_ON = ("elements", "vectors", "tensor")

@@ -88,7 +88,8 @@ def _layout(X: torch.Tensor) -> tuple:
 
 
 def _sealed_tensors(problem: Problem, start: StartingPoint) -> dict[str, torch.Tensor | None]:
-    return {"Y": problem.Y, "Yt": problem.Yt, "W_true": problem.W_true, "H_true": problem.H_true,
+    # Yt is sealed where it is a copy; a view of Y is covered by Y's seal
+    return {"Y": problem.Y, "Yt": problem.Yt if problem.holds_Yt_copy else None, "W_true": problem.W_true, "H_true": problem.H_true,
             "W0": start.W0, "H0": start.H0}
 
 

@@ -19,16 +19,25 @@ off by about ``eps |y|``, and the sum of squares, accumulated in float64, by abo
 
 **Layout.** The problem, not each solver, decides how the data lie in memory: ``Y`` is held
 row-major (C-contiguous) whatever the dataset delivered (a MATLAB file or a transposed NumPy
-array arrives column-major), and ``Yt`` holds :math:`Y^\top`, also row-major. Every
-iteration of MU, HALS and the PGM family needs :math:`W^\top Y` and :math:`H Y^\top`; on the
-CPU the first is fastest as ``W.T @ Y`` with row-major ``Y`` and the second as ``H @ Yt``
+array arrives column-major), and ``Yt`` is :math:`Y^\top`. Every iteration of MU, HALS and the
+PGM family needs :math:`W^\top Y` and :math:`H Y^\top`; on the CPU the first is fastest as
+``W.T @ Y`` with row-major ``Y`` and the second as ``H @ Yt`` with ``Yt`` a row-major copy
 (``benchmarks/floor_table.py`` measures every layout: a column-major ``Y`` makes
-:math:`W^\top Y` up to 8 times slower, and ``Y @ H.T`` is up to 2.8 times slower than
-``H @ Yt`` in float32). Deciding it once here keeps the solvers' arithmetic as written, gives
-third-party solvers the same layouts for free, and costs one more copy of ``Y``.
+:math:`W^\top Y` up to 8 times slower, and ``H @ Y.T`` is 1.3 to 1.7 times slower than
+``H @ Yt`` in float32). Deciding it once here keeps the solvers' arithmetic as written and
+gives third-party solvers the same layouts for free.
+
+**Memory.** The copy doubles the memory of the data, so it is made only where it pays
+(:func:`keeps_transpose_copy`, policy ``yt``): ``keep`` always makes it, ``skip`` never (``Yt``
+is then the transposed view ``Y.mT``, no memory), and ``auto`` (the default) makes it when
+``Y`` is at most :data:`YT_AUTO_MAX_BYTES` (256 MiB): the same choice on every machine and in
+every worker, a bounded cost for small problems and none for large ones. ``Yt`` is made on
+first use, so a policy set before (:meth:`Problem.set_yt_policy`) decides;
+:attr:`Problem.data_layout` says what was chosen and is recorded with the results. Either way the solvers compute the
+same products (to rounding: the two layouts sum in different orders).
 
 **Sparse data.** ``Y`` may be a torch sparse CSR tensor (a COO or CSC one is converted to
-CSR): it is then never densified. ``Yt`` is its CSR transpose, ``||Y||^2`` and the checks read
+CSR): it is then never densified. ``Yt`` is its CSR transpose (always held: the sparse products need it; it costs the nonzeros' bytes), ``||Y||^2`` and the checks read
 the stored values, and the loss is the Gram form with the cross term summed over the nonzeros
 in float64 (:mod:`proxmf_bench.problem.sparse`), accurate in float32 too.
 """
@@ -43,13 +52,31 @@ from typing import Any
 
 import torch
 
-from proxmf_bench.errors import DataError
+from proxmf_bench.errors import DataError, UserError
 from proxmf_bench.problem import sparse
 
 # Entries of Y per block of Problem.residual_loss: on the CPU a block that stays in the L2
 # cache (measured fastest: twice the speed of one full-size residual); on a GPU large enough
 # that kernel launches do not dominate.
 RESIDUAL_BLOCK = {"cpu": 1 << 16, "cuda": 1 << 22}
+# Entries of Y per block of the float64 reduction in Problem.Y_norm2 (8 MiB of float64).
+NORM_BLOCK = 1 << 20
+
+# Policies for the row-major copy of Y^T (see the module docstring).
+YT_POLICIES = ("auto", "keep", "skip")
+# ``auto`` keeps the copy up to this size of Y: a bounded constant above the data, so a large
+# problem's peak memory stays near one copy of Y.
+YT_AUTO_MAX_BYTES = 256 << 20
+
+
+def keeps_transpose_copy(Y: torch.Tensor, policy: str) -> bool:
+    """Whether a problem with data ``Y`` holds a row-major copy of ``Y^T`` under ``policy``
+    (one of :data:`YT_POLICIES`; see the module docstring)."""
+    if policy not in YT_POLICIES:
+        raise UserError(f"unknown Yt policy {policy!r}: use one of {', '.join(YT_POLICIES)}")
+    if policy != "auto":
+        return policy == "keep"
+    return Y.numel() * Y.element_size() <= YT_AUTO_MAX_BYTES
 
 
 def residual_block_rows(Y: torch.Tensor) -> int:
@@ -76,6 +103,8 @@ class Problem:
         NNLS mode: ``W`` is known (``W_true``) and solvers update ``H`` only.
     name : str
         Dataset name; ``metadata`` holds anything else worth recording.
+    yt : str
+        Policy for the row-major copy of ``Y^T`` (:data:`YT_POLICIES`, see the module docstring).
     """
 
     Y: torch.Tensor
@@ -86,18 +115,50 @@ class Problem:
     fixed_W: bool = False
     name: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    Yt: torch.Tensor = field(init=False, repr=False)
-    """``Y^T`` as a row-major copy (see the module docstring); never modify it."""
+    yt: str = "auto"
+    _Yt: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.Y, torch.Tensor) and sparse.is_sparse(self.Y):
             self.Y = sparse.as_csr(self.Y)
             self.validate()
-            self.Yt = sparse.csr_transpose(self.Y)
+            self._Yt, self._keeps_Yt = sparse.csr_transpose(self.Y), True
             return
         self.validate()
         self.Y = self.Y.contiguous()
-        self.Yt = self.Y.T.contiguous()
+        self.set_yt_policy(self.yt)
+
+    def set_yt_policy(self, policy: str) -> None:
+        """Decide ``Yt`` by ``policy`` (:data:`YT_POLICIES`) from now on: a copy made earlier
+        under another policy is dropped (set it before the solvers take ``Yt``). Sparse data
+        always holds its CSR transpose."""
+        if self.is_sparse:
+            return
+        keep = keeps_transpose_copy(self.Y, policy)
+        if keep != getattr(self, "_keeps_Yt", keep):
+            self._Yt = None
+        self.yt, self._keeps_Yt = policy, keep
+
+    @property
+    def Yt(self) -> torch.Tensor:
+        """``Y^T``: a row-major copy where the policy keeps one, else the view ``Y.mT`` (see the
+        module docstring); made on first use, never modify it."""
+        if self._Yt is None:
+            self._Yt = self.Y.T.contiguous() if self._keeps_Yt else self.Y.mT
+        return self._Yt
+
+    @property
+    def holds_Yt_copy(self) -> bool:
+        """Whether ``Yt`` is a row-major copy of ``Y^T`` (memory: one more ``Y``)."""
+        return self._keeps_Yt
+
+    @property
+    def data_layout(self) -> str:
+        """What the problem holds of the data, as recorded with the results: ``"Y+Yt"`` (``Y``
+        and a row-major copy of ``Y^T``) or ``"Y"`` (``Yt`` is a view of ``Y``)."""
+        if self.is_sparse:
+            return "CSR Y+Yt"
+        return "Y+Yt" if self._keeps_Yt else "Y"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -171,15 +232,19 @@ class Problem:
 
         return Problem(
             Y=move(self.Y), rank=self.rank, W_true=move(self.W_true), H_true=move(self.H_true),
-            nonneg=self.nonneg, fixed_W=self.fixed_W, name=self.name, metadata=dict(self.metadata),
+            nonneg=self.nonneg, fixed_W=self.fixed_W, name=self.name, metadata=dict(self.metadata), yt=self.yt,
         )
 
     @cached_property
     def Y_norm2(self) -> float:
-        """``||Y||_F^2``, accumulated in float64."""
+        """``||Y||_F^2``, accumulated in float64 block by block (a float64 reduction of the
+        whole of a float32 ``Y`` would first make a float64 copy of it)."""
         if self.is_sparse:
             return sparse.sparse_norm2(self.Y)
-        return float(torch.linalg.vector_norm(self.Y, dtype=torch.float64) ** 2)
+        Y = self.Y
+        rows = max(1, NORM_BLOCK // max(1, Y.shape[1]))
+        return sum(float(torch.linalg.vector_norm(Y[i : i + rows], dtype=torch.float64) ** 2)
+                   for i in range(0, Y.shape[0], rows))
 
     @property
     def gram_loss_is_accurate(self) -> bool:

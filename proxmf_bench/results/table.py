@@ -42,6 +42,8 @@ EXTRA_COLUMNS = (
     "objective", "problem", "objective_name", "objective_note",
     # the spread of time_s over --repeat runs
     "time_s_min", "time_s_max",
+    # what the problem held in memory: "Y+Yt" (a row-major copy of Y^T too) or "Y" (--yt)
+    "data_layout",
 )
 # Metric columns that are a function of the loss alone (reports plot the loss instead).
 LOSS_DERIVED_COLUMNS = ("rel_error",)
@@ -55,7 +57,7 @@ _DTYPES = {
     "iteration": "int64", "time_s": "float64", "loss": "float64", "stop_reason": "string",
     "solver_name": "string", "dataset_name": "string", "error": "string", "threads": "int64",
     "objective": "float64", "problem": "string", "objective_name": "string", "objective_note": "string",
-    "time_s_min": "float64", "time_s_max": "float64",
+    "time_s_min": "float64", "time_s_max": "float64", "data_layout": "string",
 }
 
 

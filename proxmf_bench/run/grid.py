@@ -21,6 +21,7 @@ import torch
 from proxmf_bench.errors import UserError
 from proxmf_bench.plugin.registry import Registry
 from proxmf_bench.plugin.selection import Variant, select
+from proxmf_bench.problem.problem import YT_POLICIES
 from proxmf_bench.run.cells import Cell, Limits
 from proxmf_bench.run.schedule import RecordSchedule
 
@@ -147,7 +148,8 @@ class GridSpec:
     """Selections and settings of a run; :meth:`cells` resolves them against a registry.
 
     ``seeds`` are the seeds themselves (a manifest written before lists were accepted holds
-    a count, read as ``0..N-1``); ``repeat`` is how many times each cell is timed.
+    a count, read as ``0..N-1``); ``repeat`` is how many times each cell is timed; ``yt`` is
+    the policy for the problems' row-major copy of ``Y^T`` (:data:`~proxmf_bench.problem.problem.YT_POLICIES`).
     """
 
     solvers: str
@@ -160,6 +162,7 @@ class GridSpec:
     tol: float | None
     threads: int
     repeat: int = 1
+    yt: str = "auto"
 
     @property
     def limits(self) -> Limits:
@@ -240,6 +243,7 @@ _FIELDS = {
     "tol": (lambda v: v is None or (_is_number(v) and v >= 0), "null or a finite number >= 0"),
     "threads": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "repeat": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "yt": (lambda v: v in YT_POLICIES, f"one of {', '.join(YT_POLICIES)}"),
 }
 
 
@@ -311,7 +315,7 @@ def explain_changes(saved: dict[str, Any], spec: GridSpec, cells: list[Cell]) ->
     old = GridSpec.from_dict(saved["grid"])
     old_schedule = RecordSchedule(**saved["record_schedule"])
     reasons = []
-    for name in ("max_iter", "max_time", "tol", "threads", "repeat"):
+    for name in ("max_iter", "max_time", "tol", "threads", "repeat", "yt"):
         before, after = getattr(old, name), getattr(spec, name)
         if before != after:
             reasons.append(f"{name.replace('_', '-')} {_setting(before)} -> {_setting(after)}")

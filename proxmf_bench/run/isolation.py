@@ -423,8 +423,10 @@ def _worker_main() -> int:
     from proxmf_bench.run.harness import Interrupted
     from proxmf_bench.run.schedule import RecordSchedule
     from proxmf_bench.run.serial import ProblemCache, run_grid_cell
+    from proxmf_bench.run.shared import SharedProblems
 
-    cache = ProblemCache(registry)
+    shared = SharedProblems(payload["shared_dir"]) if payload.get("shared_dir") else None
+    cache = ProblemCache(registry, payload["grid"].get("yt", "auto"), shared)
     schedule = RecordSchedule()
     repeat = payload["grid"].get("repeat", 1)
     while not state.stopping:

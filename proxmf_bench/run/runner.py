@@ -28,15 +28,17 @@ from proxmf_bench.plugin.data_files import check_root, use_data_dir
 from proxmf_bench.plugin.data_files import data_dir as resolve_data_dir
 from proxmf_bench.plugin.registry import Registry, load_registry
 from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.problem.problem import YT_POLICIES
 from proxmf_bench.results.f_star import REFERENCE_FILE, USER_F_STAR_FILE, read_f_star, write_f_star
 from proxmf_bench.results.table import META_FILE, concat_frames, load_meta, write_meta, write_results
 from proxmf_bench.run import environment
 from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits
 from proxmf_bench.run.dask_backend import DEFAULT_TIMEOUT as DEFAULT_DASK_TIMEOUT
-from proxmf_bench.run.grid import GridSpec, explain_changes, manifest, parse_devices, parse_dtypes, parse_seeds
+from proxmf_bench.run.grid import DTYPES, GridSpec, explain_changes, manifest, parse_devices, parse_dtypes, parse_seeds
 from proxmf_bench.run.interrupts import InterruptGuard
 from proxmf_bench.run.resources import MAX_SIZE, format_bytes, parse_size
 from proxmf_bench.run.serial import preflight, run_grid
+from proxmf_bench.run.shared import SharedDir, sharing_available
 from proxmf_bench.run.store import RunStore, check_new_run_dir, path_error
 
 DEFAULT_OUT = Path("results")
@@ -50,6 +52,7 @@ MIN_WORKER_MEMORY = 512 << 20
 GRID_DEFAULTS: dict[str, Any] = {
     "solvers": "all", "datasets": "synthetic", "devices": "cpu", "dtypes": "float64", "seeds": 1,
     "max_iter": 200, "max_time": None, "tol": None, "threads": 1, "repeat": 1,
+    "yt": "auto",
 }
 
 
@@ -64,6 +67,9 @@ class RunOptions:
     Selections use the ``name[key=value]`` syntax. ``seeds`` is a count ``N`` (seeds
     ``0..N-1``), a sequence of seeds, or the text of ``--seeds`` (``"0,3,7"``, ``"10-19"``).
     ``repeat=K`` times every cell ``K`` times (see :mod:`proxmf_bench.run.harness`).
+    ``yt`` (``"auto"``, ``"keep"``, ``"skip"``) decides whether the problems hold a row-major
+    copy of ``Y^T`` (faster ``H Y^T`` on the CPU, one more copy of ``Y`` in memory; ``auto``:
+    up to 256 MiB of data or as the dataset says); see :mod:`proxmf_bench.problem.problem`.
 
     - ``reference=True`` computes, once the cells are done, the reference optimum of every
       problem of the grid (:mod:`proxmf_bench.run.reference`, cached in ``cache_dir``) and
@@ -101,6 +107,7 @@ class RunOptions:
     tol: float | None = None
     threads: int | None = None
     repeat: int | None = None
+    yt: str | None = None
     out: str | os.PathLike | None = None
     resume: str | os.PathLike | None = None
     data_dir: str | os.PathLike | None = None
@@ -250,9 +257,15 @@ def run_benchmark(
         torch.set_flush_denormal(True)
         with use_data_dir(options.data_dir):  # also seen by worker processes, through the environment
             with InterruptGuard():  # so that a dataset raising KeyboardInterrupt is not taken for Ctrl-C
-                preflight(plan.registry, plan.dataset_variants, 0)
+                preflight(plan.registry, plan.dataset_variants, 0, _smallest_dtype(plan.spec.dtypes),
+                          keep=not plan.execution.parallel)
             with _connect(plan) as cluster:  # before anything is written
                 return _execute(plan, observer_factory, command, cluster)
+
+
+def _smallest_dtype(names: Sequence[str]) -> torch.dtype:
+    """The dtype of ``names`` with the fewest bytes per entry (the first of those)."""
+    return min((DTYPES[name] for name in names), key=lambda dtype: torch.empty((), dtype=dtype).element_size())
 
 
 def _connect(plan: _Plan):
@@ -288,6 +301,8 @@ def _plan(options: RunOptions, registry: Registry | None, held: ExitStack) -> _P
         raise UserError(f"--threads must be >= 1, got {grid['threads']}")
     if grid["repeat"] < 1:
         raise UserError(f"--repeat must be >= 1, got {grid['repeat']}")
+    if grid["yt"] not in YT_POLICIES:
+        raise UserError(f"--yt must be one of {', '.join(YT_POLICIES)}, got {grid['yt']!r}")
     f_star = read_f_star(options.f_star) if options.f_star is not None else None
     if execution.scheduler is None:  # the cells run on this machine: do not oversubscribe its CPUs
         _check_cpus(execution.jobs, grid["threads"])
@@ -301,6 +316,7 @@ def _plan(options: RunOptions, registry: Registry | None, held: ExitStack) -> _P
         devices=tuple(parse_devices(grid["devices"], require_available=execution.scheduler is None)),
         dtypes=tuple(parse_dtypes(grid["dtypes"])), seeds=seeds, max_iter=limits.max_iter,
         max_time=limits.max_time, tol=limits.tol, threads=grid["threads"], repeat=grid["repeat"],
+        yt=grid["yt"],
     )
     solver_variants, dataset_variants = spec.variants(registry)
     cells = spec.cells(registry, (solver_variants, dataset_variants))
@@ -402,7 +418,8 @@ def _execute(plan: _Plan, observer_factory, command: Sequence[str] | None, clust
                     interrupted = False
                 elif not plan.execution.parallel:
                     interrupted = run_grid(plan.registry, [cells[i] for i in pending], spec.limits,
-                                           observer=observer, on_result=persist, repeat=spec.repeat).interrupted
+                                           observer=observer, on_result=persist, repeat=spec.repeat,
+                                           yt=spec.yt).interrupted
                 else:
                     payload = {"registry": plan.registry.source, "grid": spec.to_dict(), "data_dir": plan.data_dir}
                     interrupted = _run_parallel(plan.execution, cluster, payload, cells, pending, persist_and_show,
@@ -461,8 +478,17 @@ def _run_parallel(execution: Execution, cluster, payload: dict[str, Any], cells:
     timeout = execution.cell_timeout or default_cell_timeout(limits.max_time)
     if cluster is not None:
         return cluster.run(payload, cells, pending, on_result, cell_timeout=timeout, max_memory=execution.max_memory)
-    return run_local_pool(payload, cells, pending, execution.jobs, on_result, cell_timeout=timeout,
-                          max_memory=execution.max_memory)
+    if execution.jobs == 1 or not sharing_available():  # one worker: nobody to share with
+        return run_local_pool(payload, cells, pending, execution.jobs, on_result, cell_timeout=timeout,
+                              max_memory=execution.max_memory)
+    with SharedDir(cells, pending) as shared:  # the workers map one copy of each problem's data
+
+        def finished(result: CellResult) -> None:
+            on_result(result)
+            shared.finished(result)
+
+        return run_local_pool({**payload, "shared_dir": str(shared.path)}, cells, pending, execution.jobs, finished,
+                              cell_timeout=timeout, max_memory=execution.max_memory)
 
 
 def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, started, interrupted: bool,
@@ -502,6 +528,7 @@ def _finish(plan: _Plan, frames: dict[str, pd.DataFrame], n_ran: int, command, s
             "max_time": spec.max_time,
             "tol": spec.tol,
             "repeat": spec.repeat,
+            "yt": spec.yt,
         },
         "cells": {"total": len(cells), "finished": len(frames), "stop_reasons": stops.value_counts().to_dict()},
         "interrupted": interrupted,

@@ -17,6 +17,7 @@ import torch
 from proxmf_bench.errors import DataError, UserError
 from proxmf_bench.plugin.registry import Registry
 from proxmf_bench.plugin.selection import Variant
+from proxmf_bench.plugin.specs import preflight_loads
 from proxmf_bench.problem.integrity import ProblemSeal
 from proxmf_bench.problem.problem import Problem
 from proxmf_bench.problem.start import DataFingerprint, StartingPoint, data_fingerprint, initial_factors
@@ -24,6 +25,7 @@ from proxmf_bench.run.cells import Cell, CellObserver, CellResult, Limits, faile
 from proxmf_bench.run.grid import DTYPES
 from proxmf_bench.run.harness import Interrupted, plugin_failure, run_cell
 from proxmf_bench.run.schedule import RecordSchedule
+from proxmf_bench.run.shared import SharedProblems
 
 
 @dataclass
@@ -34,16 +36,21 @@ class GridRun:
     interrupted: bool = False
 
 
-def preflight(registry: Registry, datasets: list[Variant], seed: int) -> None:
-    """Load every dataset once on the CPU so bad data fails before any solver runs.
+def preflight(registry: Registry, datasets: list[Variant], seed: int, dtype: torch.dtype = torch.float64,
+              keep: bool = False) -> None:
+    """Load every dataset once on the CPU in ``dtype`` so bad data fails before any solver runs.
 
+    ``dtype`` is the run's smallest, so that data which fits in memory only in float32 is not
+    refused by a float64 load. ``keep``: the cells run in this process, and a dataset may keep
+    what it loaded for the first cell (:func:`~proxmf_bench.plugin.specs.preflight_loads`).
     A dataset that fails with anything but a :class:`UserError` (a plugin's bug, a missing
     library, memory, ``sys.exit()``) is reported as a :class:`DataError` naming the dataset.
     """
     for variant in datasets:
         spec = registry.get_dataset(variant.name)
         try:
-            spec.load(variant.params, seed, torch.device("cpu"), torch.float64)
+            with preflight_loads(keep):
+                spec.load(variant.params, seed, torch.device("cpu"), dtype)
         except UserError:
             raise
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
@@ -61,8 +68,10 @@ class ProblemCache:
     (a dataset that hands out its cached tensors instead of copies cannot undo the damage).
     """
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, yt: str = "auto", shared: SharedProblems | None = None) -> None:
         self.registry = registry
+        self.yt = yt  # the run's Yt policy; "auto" leaves the dataset's own
+        self.shared = shared  # in a --jobs worker: the data shared with the other workers
         self.key: tuple | None = None
         self.problem: Problem | None = None
         self.start: StartingPoint | None = None
@@ -78,7 +87,13 @@ class ProblemCache:
             self.key, self.problem, self.start, self.seal, self.fingerprint, self.error = key, None, None, None, None, ""
             try:
                 spec = self.registry.get_dataset(cell.dataset.name)
-                problem = spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
+
+                def build() -> Problem:
+                    return spec.load(cell.dataset.params, cell.seed, torch.device(cell.device), DTYPES[cell.dtype])
+
+                problem = build() if self.shared is None else self.shared.load(cell, build)
+                if self.yt != "auto":
+                    problem.set_yt_policy(self.yt)
                 fingerprint = data_fingerprint(problem)
                 W0, H0 = initial_factors(problem, cell.seed, fingerprint)
                 start = StartingPoint(problem, W0, H0)
@@ -139,7 +154,7 @@ def run_grid_cell(
     objective = spec.objective_for(cell.solver.params)
     name = objective.name(problem.fixed_W)
     labels = {"problem": cell.problem_key(name), "objective_name": name,
-              "objective_note": objective.note(problem.fixed_W)}
+              "objective_note": objective.note(problem.fixed_W), "data_layout": problem.data_layout}
     return run_cell(spec.factory, cell, problem, cache.start.W0, cache.start.H0, limits, schedule, observer,
                     cache.start, objective=objective, labels=labels, repeat=repeat, check=cache.check)
 
@@ -152,15 +167,17 @@ def run_grid(
     observer: CellObserver | None = None,
     on_result: Callable[[CellResult], None] | None = None,
     repeat: int = 1,
+    yt: str = "auto",
 ) -> GridRun:
     """Run ``cells`` in order in this process; Ctrl-C stops the grid and keeps what finished.
 
     ``on_result``, if given, is called with each result as soon as its cell finishes (the
     runner persists it there), including the partial result of an interrupted cell. Each
-    cell is timed ``repeat`` times (see :mod:`proxmf_bench.run.harness`).
+    cell is timed ``repeat`` times (see :mod:`proxmf_bench.run.harness`); ``yt`` is the
+    problems' policy for the copy of ``Y^T`` (:class:`ProblemCache`).
     """
     schedule = schedule or RecordSchedule()
-    cache = ProblemCache(registry)
+    cache = ProblemCache(registry, yt)
     results: list[CellResult] = []
 
     def finish(result: CellResult) -> None:
