@@ -96,7 +96,7 @@ def bare_fista(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tens
 BARE = {"mu": bare_mu, "fista": bare_fista}
 
 
-def time_solver(registry, name: str, problem, W0, H0, iters: int) -> float:
+def measure_solver(registry, name: str, problem, W0, H0, iters: int) -> float:
     from proxmf_bench.plugin.selection import select
 
     (variant,) = select(name if name != "fista" else "fista[restart=function]", registry.solvers, registry, "solver")
@@ -109,7 +109,7 @@ def time_solver(registry, name: str, problem, W0, H0, iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def time_bare(name: str, problem, W0, H0, iters: int) -> float:
+def measure_bare(name: str, problem, W0, H0, iters: int) -> float:
     W, H = W0.clone(), H0.clone()
     BARE[name](problem.Y, problem.Yt, W, H, 1)
     start = time.perf_counter()
@@ -213,8 +213,8 @@ def compare_dense(registry, problem, args) -> None:
     print(_row(["solver", "sparse ms", "dense ms", "dense / sparse (best)", "dense / sparse (median)"]))
     print(_row(["---"] * 5))
     for name in ("mu", "fista"):
-        times = interleaved({"dense": lambda name=name: time_solver(registry, name, dense, Ws, Hs, args.iters),
-                             "sparse": lambda name=name: time_solver(registry, name, sub, Ws, Hs, args.iters)},
+        times = interleaved({"dense": lambda name=name: measure_solver(registry, name, dense, Ws, Hs, args.iters),
+                             "sparse": lambda name=name: measure_solver(registry, name, sub, Ws, Hs, args.iters)},
                             args.repeats)
         cells = ratio_cells(times["dense"], times["sparse"])
         print(_row([name, cells[1], cells[0], cells[2], cells[3]]))
@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     print(_row(["solver", "bare ms", "solver ms", "ratio (best)", "ratio (median)"]))
     print(_row(["---"] * 5))
     for name in ("mu", "fista"):
-        times = interleaved({"solver": lambda name=name: time_solver(registry, name, problem, W0, H0, args.iters),
-                             "bare": lambda name=name: time_bare(name, problem, W0, H0, args.iters)}, args.repeats)
+        times = interleaved({"solver": lambda name=name: measure_solver(registry, name, problem, W0, H0, args.iters),
+                             "bare": lambda name=name: measure_bare(name, problem, W0, H0, args.iters)}, args.repeats)
         cells = ratio_cells(times["solver"], times["bare"])
         print(_row([name, cells[1], cells[0], cells[2], cells[3]]))
 

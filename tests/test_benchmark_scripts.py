@@ -152,3 +152,23 @@ def test_sparse_table_quick_mode_runs(capsys):
     assert {"mu", "fista", "fista[restart=function]"} <= set(rows)
     peak = rows["mu"]  # the last table's row for mu: CSR, bound, peak rise, ratio
     assert float(peak[1]) > 2 * float(peak[0]) > 0 and float(peak[2]) > 0
+
+
+ASV_PREFIXES = ("time_", "timeraw_", "mem_", "peakmem_", "track_")
+
+
+def test_scripts_define_nothing_that_asv_would_take_for_a_benchmark():
+    """asv collects every ``time_*``/``track_*``/... function of every module under benchmarks/,
+    so a side-by-side script's helper with such a name breaks ``asv check`` (and CI)."""
+    import ast
+
+    found = []
+    for path in sorted(BENCHMARKS.glob("*.py")):
+        if path.name.startswith(("bench_", "pr_")):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else []
+            if isinstance(node, ast.ClassDef):
+                names += [f"{node.name}.{f.name}" for f in node.body if isinstance(f, ast.FunctionDef)]
+            found += [f"{path.name}:{n}" for n in names if n.split(".")[-1].startswith(ASV_PREFIXES)]
+    assert not found
