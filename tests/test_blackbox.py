@@ -6,6 +6,7 @@ import signal
 import pandas as pd
 import pytest
 import torch
+from support.clock import FakeClock
 
 from proxmf_bench import SolverSpec, run_benchmark
 from proxmf_bench.plugin.registry import load_registry
@@ -16,16 +17,6 @@ from proxmf_bench.solve.blackbox import BlackBoxSolver, is_black_box
 from proxmf_bench.solvers.mu import MU
 
 SMALL = "synthetic[m=30,n=20,rank=3]"
-
-
-class FakeClock:
-    """A clock that only moves when a solver says so: one unit per iteration of a call."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 class CountingMU(BlackBoxSolver):

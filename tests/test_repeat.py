@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from support.clock import FakeClock
 
 from proxmf_bench import SolverSpec, run_benchmark
 from proxmf_bench.cli import main
@@ -21,14 +22,6 @@ from proxmf_bench.run.progress import ProgressBars
 from proxmf_bench.solvers.mu import MU
 
 SMALL = "synthetic[m=30,n=20,rank=3]"
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 class TimedMU(MU):
