@@ -12,8 +12,8 @@ factors, each limited to ``--max-time`` seconds of solver time (a peer: per call
   optimum: on digits the solvers end in different local minima, and ``f*`` is the best of them);
   "not reached" gives the best value.
 
-Regenerate the README's table (about 15 minutes on 2 idle cores, most of it the black-box peers'
-restarts: each record budget reruns a peer from the start)::
+Regenerate the README's table (about 6 minutes on 2 idle cores; the built-in peers continue
+from their last factors, so a peer's wall time stays close to its solver time)::
 
     python -m benchmarks.peer_table --readme README.md
 

@@ -6,23 +6,25 @@ only :math:`H` requiring a gradient, then only :math:`W`. Autograd goes through 
 of the block objective, not the :math:`m \times n` residual:
 
 .. math::
-    f(W, H) = \tfrac12\|Y\|_F^2 - \langle C, X\rangle + \tfrac12\langle G X, X\rangle,
+    f(X) = \tfrac12\|Y\|_F^2 - \langle C, X\rangle + \tfrac12\langle G X, X\rangle,
     \qquad \nabla_X f = G X - C,
 
 with :math:`(G, C, X) = (W^\top W, W^\top Y, H)` for the ``H`` round and
-:math:`(H H^\top, Y H^\top, W)` for the ``W`` round (``G X`` taken as ``X G`` there). The
-gradient is exactly that of :math:`\tfrac12\|Y - WH\|_F^2` in the round's variable, but the
-graph holds only :math:`r \times k` tensors: the products with ``Y`` are computed once per
-round outside it (in their fastest layouts, ``W.T @ Y`` and ``H @ Yt``), like ``pgm``'s.
-Before each round the group's step is set to ``step_scale`` :math:`/ L` from the eigenvalues
-of the block's Gram, so with ``momentum=0`` the iterates are those of ``pgm``: the
-difference in speed is the cost of the optimizer route. ``momentum``, ``dampening`` and
-``nesterov`` are passed to the optimizer.
+:math:`(H H^\top, H Y^\top, W^\top)` for the ``W`` round. The gradient is exactly that of
+:math:`\tfrac12\|Y - WH\|_F^2` in the round's variable, but the graph holds only
+:math:`r \times k` tensors: the products with ``Y`` are computed once per round outside it.
+Like ``pgm``, the solver holds :math:`W^\top` (``r x m``, row-major) as its parameter, so
+both rounds are the same row-major products (``Wt @ Y`` and ``H @ Yt``) and the prox on
+``W`` sees the transposed view, in ``W``'s natural orientation. The prox is applied in place
+where the operator has an in-place variant. Before each round the group's step is set to
+``step_scale`` :math:`/ L` from the eigenvalues of the block's Gram, so with ``momentum=0``
+the iterates are those of ``pgm``: the difference in speed is the cost of the optimizer
+route. ``momentum``, ``dampening`` and ``nesterov`` are passed to the optimizer.
 
 :meth:`TorchPGM.loss` costs :math:`O(r^2 + m r)`: after a step the solver holds
-:math:`Y H^\top` and :math:`H H^\top` of the current :math:`H` (the ``W`` round's) and
+:math:`H Y^\top` and :math:`H H^\top` of the current :math:`H` (the ``W`` round's) and
 :math:`W^\top W` of the new :math:`W` (the next ``H`` round's Gram, computed at the end of the
-step), so :math:`2 f = \|Y\|_F^2 - 2\langle W, Y H^\top\rangle + \langle W^\top W, H H^\top\rangle`.
+step), so :math:`2 f = \|Y\|_F^2 - 2\langle W^\top, H Y^\top\rangle + \langle W^\top W, H H^\top\rangle`.
 In a fixed-W problem ``W^T Y`` and ``W^T W`` are computed once.
 
 Everything the optimizer route needs is imported when the solver is built (``torch.optim``
@@ -60,56 +62,62 @@ class TorchPGM:
     def init(self, problem: Problem, W0: torch.Tensor, H0: torch.Tensor) -> None:
         self.problem = problem
         self.fixed_W = problem.fixed_W
-        self.W = W0.clone().requires_grad_(not self.fixed_W)
+        self.Wt = W0.T.contiguous().requires_grad_(not self.fixed_W)
         self.H = H0.clone().requires_grad_(True)
         with torch.no_grad():
-            self.WtW = self.W.T @ self.W
+            self.WWt = self.Wt @ self.Wt.T
             # W^T Y of a fixed W, computed once
-            self.WtY = times(self.W.T, problem.Y, problem.Yt) if self.fixed_W else None
-        self.YHt: torch.Tensor | None = None  # Y H^T and H H^T of the last W round
+            self.WtY = times(self.Wt, problem.Y, problem.Yt) if self.fixed_W else None
+        self.HYt: torch.Tensor | None = None  # H Y^T and H H^T of the last W round
         self.HHt: torch.Tensor | None = None
-        groups = [{"params": [self.H], "prox": self.prox_H}]
+        groups = [{"params": [self.H], "prox": self.prox_H.apply_}]
         if not self.fixed_W:
-            groups.append({"params": [self.W], "prox": self.prox_W})
+            groups.append({"params": [self.Wt], "prox": self._prox_Wt})
         self.optimizer = ProxSGD(groups, lr=1.0, **self.options)
 
-    def _round(self, objective: torch.Tensor) -> None:
-        """One optimizer round: ``zero_grad``, ``backward`` of ``objective``, ``step``."""
+    def _prox_Wt(self, Wt: torch.Tensor, step: float) -> torch.Tensor:
+        """The prox on ``W`` applied to the parameter ``Wt`` through its transposed view."""
+        return self.prox_W.apply_(Wt.T, step).T
+
+    def optimizer_round(self, group: dict, gram: torch.Tensor, cross: torch.Tensor, X: torch.Tensor) -> None:
+        r"""One optimizer round on the block ``X``: ``zero_grad``, ``backward`` of
+        :math:`\tfrac12\langle G X - 2 C, X\rangle` (gradient ``G X - C``; the loss up to the
+        constant :math:`\|Y\|^2 / 2`), ``step``. Written so, the backward pass has no scaling
+        of ``G X`` to do: the fewest elementwise passes of the forms tried."""
+        group["lr"] = safe_step(self.step_scale, lipschitz(gram))
         self.optimizer.zero_grad()
-        objective.backward()
+        (0.5 * torch.sum(torch.addmm(cross, gram, X, beta=-2) * X)).backward()
         self.optimizer.step()
 
     def step(self) -> None:
         groups = self.optimizer.param_groups
-        H, W, WtW = self.H, self.W, self.WtW
+        H, Wt = self.H, self.Wt
         with torch.no_grad():
-            WtY = self.WtY if self.fixed_W else times(W.T, self.problem.Y, self.problem.Yt)
-        groups[0]["lr"] = safe_step(self.step_scale, lipschitz(WtW))
-        # <G H / 2 - C, H>: gradient G H - C, the loss's up to the constant ||Y||^2 / 2
-        self._round(torch.sum(torch.addmm(WtY, WtW, H, beta=-1, alpha=0.5) * H))
+            WtY = self.WtY if self.fixed_W else times(Wt, self.problem.Y, self.problem.Yt)
+        self.optimizer_round(groups[0], self.WWt, WtY, H)
         if self.fixed_W:
             return
         with torch.no_grad():
-            self.HHt = HHt = H @ H.T
-            self.YHt = YHt = times(H, self.problem.Yt, self.problem.Y).T
-        groups[1]["lr"] = safe_step(self.step_scale, lipschitz(HHt))
-        self._round(torch.sum(torch.addmm(YHt, W, HHt, beta=-1, alpha=0.5) * W))
+            self.HHt = H @ H.T
+            self.HYt = times(H, self.problem.Yt, self.problem.Y)
+        self.optimizer_round(groups[1], self.HHt, self.HYt, Wt)
         with torch.no_grad():
-            self.WtW = W.T @ W
+            self.WWt = Wt @ Wt.T
 
     def loss(self) -> float:
         """The loss at :meth:`factors` from the held products (see the module doc)."""
         W, H = self.factors()
         if self.fixed_W:
             return self.problem.loss_from_inner_products(
-                torch.sum(self.WtY * H, dtype=torch.float64), torch.sum(self.WtW.double() * (H @ H.T).double()))
-        if self.YHt is None:  # before the first step
+                torch.sum(self.WtY * H, dtype=torch.float64), torch.sum(self.WWt.double() * (H @ H.T).double()))
+        if self.HYt is None:  # before the first step
             return self.problem.loss(W, H)
         return self.problem.loss_from_inner_products(
-            torch.sum(W * self.YHt, dtype=torch.float64), torch.sum(self.WtW.double() * self.HHt.double()))
+            torch.sum(self.Wt.detach() * self.HYt, dtype=torch.float64),
+            torch.sum(self.WWt.double() * self.HHt.double()))
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.W.detach(), self.H.detach()
+        return self.Wt.detach().T, self.H.detach()
 
 
 def _warm_up_optimizer_route() -> None:

@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -97,6 +98,11 @@ def test_floor_table_quick_mode_runs(capsys):
             assert floor_ms > 0 and solver_ms > 0
             expected = solver_ms / floor_ms
             assert abs(ratio - expected) <= (rounding + 0.001) * expected + 0.0051
+    route_lines = [line for line in out.splitlines() if "two optimizer rounds alone" in line]
+    assert len(route_lines) == 2  # one per dtype
+    for line in route_lines:
+        route, direct, added = (float(x) for x in re.findall(r"([0-9.]+) ms", line)[:3])
+        assert route > 0 and direct > 0 and added == pytest.approx(route - direct, abs=0.0011)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")

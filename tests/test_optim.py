@@ -114,3 +114,29 @@ def test_invalid_settings_are_rejected():
         ProxSGD([x], lr=0.1, nesterov=True)
     with pytest.raises(TypeError, match="callable"):
         ProxSGD([x], lr=0.1, prox="nonneg")
+
+
+def test_an_in_place_prox_gives_what_the_out_of_place_one_gives():
+    gen = torch.Generator().manual_seed(3)
+    x0 = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    g = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    results = []
+    for prox in (prox_nonneg, lambda X, step: X.clamp_min_(0), lambda X, step: prox_nonneg(X.T, step).T):
+        x = x0.clone()
+        _kernel([x], [g], [None], lr=0.3, prox=prox)
+        results.append(x)
+    expected = (x0 - 0.3 * g).clamp_min(0)  # the definition: project the gradient step
+    torch.testing.assert_close(results[0], expected, rtol=1e-15, atol=1e-15)
+    for x in results[1:]:  # the same step, then the same clamp: bit for bit
+        assert torch.equal(x, results[0])
+
+
+def test_zero_grad_sets_to_none_or_zeroes():
+    x = torch.ones(3, requires_grad=True)
+    opt = ProxSGD([x], lr=0.1)
+    (2 * x).sum().backward()
+    opt.zero_grad(set_to_none=False)
+    torch.testing.assert_close(x.grad, torch.zeros(3))
+    (2 * x).sum().backward()
+    opt.zero_grad()
+    assert x.grad is None
