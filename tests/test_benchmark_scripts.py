@@ -43,12 +43,13 @@ def test_peer_table_per_iteration_time_and_time_to_target():
     assert fast.ms_per_iter == pytest.approx(100.0)  # (4.5 - 2.5) / (40 - 20): set-up excluded
     assert fast["time_0.0001"] == 2.5 and fast["iters_0.0001"] == 20  # 5e-5 <= 1e-4
     assert fast["time_1e-06"] == 4.5 and fast["iters_1e-06"] == 40  # f* itself
+    assert fast["sets_f_star_1e-06"] and not fast["sets_f_star_0.0001"]
     assert fast.kind == "proxmf-bench" and slow.kind == "peer"
     assert slow.ms_per_iter == pytest.approx(60.0)
     assert math.isnan(slow["time_0.0001"]) and slow.best_subopt == pytest.approx(0.2)
     table = peer_table.to_markdown(summary.reset_index(), max_time=5)
     lines = [line for line in table.splitlines() if line.startswith("| `")]
-    assert lines[0].startswith("| `fast` | proxmf-bench | 100.000 | 2.500 s | 20 | 4.500 s | 40 |")
+    assert lines[0].startswith("| `fast` | proxmf-bench | 100.000 | 2.500 s | 20 | 4.500 s (its last point, which sets f*) | 40 |")
     assert "not reached in 5 s (best 2.0e-01)" in lines[1]
 
 
@@ -70,16 +71,20 @@ def test_peer_table_rewrites_only_its_block():
 @pytest.mark.parametrize("name", ["mu", "pgm", "fista", "adaprox"])
 def test_floor_loops_compute_the_solvers_iterates(name):
     """The bare loop is a fair floor only if it does the solver's own arithmetic."""
-    registry = load_registry(use_entry_points=False)
     gen = torch.Generator().manual_seed(0)
     problem = Problem(Y=torch.rand(30, 20, generator=gen, dtype=torch.float64), rank=4)
+    _assert_bare_loop_computes_the_solvers_iterates(name, problem, floor_table.BARE[name])
+
+
+def _assert_bare_loop_computes_the_solvers_iterates(name, problem, bare_loop, iters=25):
+    registry = load_registry(use_entry_points=False)
     W0, H0 = initial_factors(problem, 0)
     solver = registry.get_solver(name).factory(**floor.select_solver(registry, name).params)
     solver.init(problem, W0.clone(), H0.clone())
-    for _ in range(25):
+    for _ in range(iters):
         solver.step()
     W, H = solver.factors()
-    Wb, Hb = floor_table.BARE[name](problem.Y, problem.Yt, W0.clone(), H0.clone(), 25)
+    Wb, Hb = bare_loop(problem.Y, problem.Yt, W0.clone(), H0.clone(), iters)
     assert torch.allclose(W, Wb, rtol=1e-9, atol=1e-12) and torch.allclose(H, Hb, rtol=1e-9, atol=1e-12)
 
 
@@ -135,19 +140,11 @@ sparse_table = _script("sparse_table")
 @pytest.mark.parametrize("name", ["mu", "fista"])
 def test_sparse_bare_loops_compute_the_solvers_iterates(name):
     """The sparse bare loops do the solvers' arithmetic, with sparse products."""
-    registry = load_registry(use_entry_points=False)
     gen = torch.Generator().manual_seed(0)
     dense = torch.rand(40, 30, generator=gen, dtype=torch.float64)
     dense[dense < 0.7] = 0.0
     problem = Problem(Y=dense.to_sparse_csr(), rank=4)
-    W0, H0 = initial_factors(problem, 0)
-    solver = registry.get_solver(name).factory(**floor.select_solver(registry, name).params)
-    solver.init(problem, W0.clone(), H0.clone())
-    for _ in range(25):
-        solver.step()
-    W, H = solver.factors()
-    Wb, Hb = sparse_table.BARE[name](problem.Y, problem.Yt, W0.clone(), H0.clone(), 25)
-    assert torch.allclose(W, Wb, rtol=1e-9, atol=1e-12) and torch.allclose(H, Hb, rtol=1e-9, atol=1e-12)
+    _assert_bare_loop_computes_the_solvers_iterates(name, problem, sparse_table.BARE[name])
 
 
 def test_sparse_table_quick_mode_runs(capsys):

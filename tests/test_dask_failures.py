@@ -132,7 +132,8 @@ def _failed_run(proc: subprocess.Popen, out: Path, words: str) -> pd.DataFrame:
     return frame.groupby(["solver", "seed"]).tail(1).set_index(["solver", "seed"])
 
 
-def test_scheduler_killed_mid_run(cluster, tmp_path):
+def _half_done_run(cluster, tmp_path) -> tuple[str, subprocess.Popen, Path]:
+    """A run on a scheduler with two workers, waited for until the grid is half done."""
     address = cluster.start_scheduler()
     cluster.start_workers(2)
     cluster.wait_for_workers(2)
@@ -140,6 +141,11 @@ def test_scheduler_killed_mid_run(cluster, tmp_path):
     proc = _start_run(tmp_path, *GRID, "--backend", "dask", "--scheduler", address, "--dask-timeout", str(TIMEOUT),
                       "--out", str(out))
     _mid_run(tmp_path, out)
+    return address, proc, out
+
+
+def test_scheduler_killed_mid_run(cluster, tmp_path):
+    address, proc, out = _half_done_run(cluster, tmp_path)
     cluster.scheduler.kill()
     last = _failed_run(proc, out, f"lost the connection to the dask scheduler at {address}")
     assert last.loc["mu", "stop_reason"].tolist() == ["max_iter", "max_iter"]
@@ -150,13 +156,7 @@ def test_scheduler_killed_mid_run(cluster, tmp_path):
 
 
 def test_every_worker_killed_then_resume_on_new_workers(cluster, tmp_path):
-    address = cluster.start_scheduler()
-    cluster.start_workers(2)
-    cluster.wait_for_workers(2)
-    out = tmp_path / "run"
-    proc = _start_run(tmp_path, *GRID, "--backend", "dask", "--scheduler", address, "--dask-timeout", str(TIMEOUT),
-                      "--out", str(out))
-    _mid_run(tmp_path, out)
+    address, proc, out = _half_done_run(cluster, tmp_path)
     for worker in cluster.workers:
         worker.kill()
     last = _failed_run(proc, out, f"every dask worker of the scheduler at {address} is gone")

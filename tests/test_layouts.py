@@ -52,3 +52,23 @@ def test_layouts_on_cuda(registry, dtype):
     problem = _load(registry, "synthetic[m=40,n=30,rank=3]", dtype, "cuda")
     assert problem.Y.device.type == "cuda"
     _check_layout(problem)
+
+
+BLOCK_SOLVERS = ["pgm", "pgm_momentum", "fista[restart=function]", "fista[restart=gradient]", "adaprox", "adaprox[variant=adam]", "pgm_torch", "hals"]
+
+
+@pytest.mark.parametrize("selection", BLOCK_SOLVERS)
+def test_solvers_keep_their_blocks_row_major(registry, selection):
+    """The PGM family and HALS hold ``W^T`` and ``H`` as row-major ``r x k`` blocks, so that
+    ``W^T Y`` and ``H Y^T`` run in their fastest layout. A block started as the view ``W0.T``
+    would stay column-major through every elementwise update (they keep their inputs' layout)."""
+    problem = _load(registry, "synthetic[m=40,n=30,rank=3]", torch.float64)
+    (variant,) = select(selection, registry.solvers, registry, "solver")
+    solver = registry.get_solver(variant.name).factory(**variant.params)
+    gen = torch.Generator().manual_seed(0)
+    solver.init(problem, torch.rand(40, 3, generator=gen, dtype=torch.float64),
+                torch.rand(3, 30, generator=gen, dtype=torch.float64))
+    for _ in range(3):
+        solver.step()
+        assert solver.Wt.shape == (3, 40) and solver.H.shape == (3, 30)
+        assert solver.Wt.is_contiguous() and solver.H.is_contiguous()

@@ -270,7 +270,7 @@ class AlternatingProxSolver(ABC):
         self.problem = problem
         self.Y = problem.Y
         self.fixed_W = problem.fixed_W
-        self.Wt = W0.T
+        self.Wt = W0.T.contiguous()  # row-major r x m: elementwise updates keep their inputs' layout
         self.H = H0
         self._H_side: tuple[torch.Tensor, torch.Tensor] | None = None
         # (gram, cross, X) of the last block update, and W W^T of the current W (the next
