@@ -97,15 +97,17 @@ def bare_pgm(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tensor
 def bare_fista(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int):
     """Alternating FISTA with function-value restart (``fista``'s default): extrapolate each
     block with the shared sequence, projected gradient step from there, and restart when
-    ``f`` (from the last block's products) increases."""
+    ``f`` (from the last block's products and the new ``W^T W``, the next iteration's Gram)
+    increases."""
     Y_norm2 = float(torch.linalg.vector_norm(Y, dtype=torch.float64) ** 2)
     Wt = W.T.contiguous()
     theta, objective = 1.0, math.inf
     H_prev = Wt_prev = None
+    WWt = Wt @ Wt.T
     for _ in range(iters):
         theta_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * theta**2))
         beta = (theta - 1.0) / theta_next
-        G = Wt @ Wt.T
+        G = WWt
         t = 1.0 / largest_eigenvalue(G)
         V = H if H_prev is None or beta == 0 else H.lerp(H_prev, -beta)
         H_prev, H = H, torch.addmm(torch.add(V, Wt @ Y, alpha=t), G, V, alpha=-t).clamp_min_(0)
@@ -114,8 +116,9 @@ def bare_fista(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tens
         t = 1.0 / largest_eigenvalue(G)
         V = Wt if Wt_prev is None or beta == 0 else Wt.lerp(Wt_prev, -beta)
         Wt_prev, Wt = Wt, torch.addmm(torch.add(V, C, alpha=t), G, V, alpha=-t).clamp_min_(0)
+        WWt = Wt @ Wt.T
         value = 0.5 * (Y_norm2 - 2.0 * float(torch.sum(C * Wt, dtype=torch.float64))
-                       + float(torch.sum((G @ Wt) * Wt, dtype=torch.float64)))
+                       + float(torch.sum(G.double() * WWt.double())))
         theta = 1.0 if value > objective else theta_next
         objective = value
     return Wt.T, H

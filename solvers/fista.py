@@ -14,9 +14,10 @@ block as in ``pgm``. Momentum is reset (:math:`\theta \leftarrow 1`, so the next
 :math:`\beta = 0`) by the adaptive restart of O'Donoghue & Candès (2015, "Adaptive restart for
 accelerated gradient schemes"):
 
-- ``restart=function``: when the objective :math:`F = f + g_W + g_H` increases. ``f`` comes
-  from the last block's cached products (no :math:`m \times n` product); ``g`` from the prox
-  operators' declared penalties (0 for projections).
+- ``restart=function``: when the objective :math:`F = f + g_W + g_H` increases. ``f`` is
+  :meth:`loss`, from the last block's products and the Gram of the new :math:`W` that the next
+  iteration needs anyway (:math:`O(r^2 + r m)`, no :math:`m \times n` product); ``g`` from
+  the prox operators' declared penalties (0 for projections).
 - ``restart=gradient``: when :math:`\sum_{\text{blocks}} \langle V - X_{k+1}, X_{k+1} - X_k\rangle > 0`,
   i.e. the step makes an obtuse angle with the momentum direction (the proximal gradient
   mapping version of the scheme).
@@ -67,8 +68,7 @@ class FISTA(AlternatingProxSolver):
         self.angle = 0.0
         super().step()
         if self.restart == "function":
-            gram, cross, X = self.last
-            objective = self.smooth_loss(gram, cross, X) + self.penalty("H", self.H)
+            objective = self.loss() + self.penalty("H", self.H)
             if not self.fixed_W:
                 objective += self.penalty("W", self.Wt)
             restart = objective > self.objective
@@ -87,7 +87,6 @@ class FISTA(AlternatingProxSolver):
         if self.restart == "gradient":
             self.angle += float(torch.sum((V - Z) * (Z - X)))
         state["previous"] = X
-        self.last = (gram, cross, Z)
         return Z
 
 
