@@ -213,7 +213,7 @@ def extreme_eigenvalues(gram: torch.Tensor) -> tuple[float, float]:
     On the CPU, LAPACK's ``syevd`` is called directly: ``torch.linalg.eigvalsh`` adds some
     30 us of fixed overhead per call, as much as all the products of a small problem.
     """
-    syevd = _syevd(gram.dtype) if gram.device.type == "cpu" else None
+    syevd = _syevd(gram.dtype) if gram.is_cpu else None
     if syevd is not None:
         eigenvalues, _, info = syevd(gram.detach().numpy(), compute_v=0)
         return (float(eigenvalues[0]), float(eigenvalues[-1])) if info == 0 else (math.nan, math.nan)
@@ -226,7 +226,7 @@ def extreme_eigenvalues(gram: torch.Tensor) -> tuple[float, float]:
 
 def lipschitz(gram: torch.Tensor) -> float:
     """Largest eigenvalue of a symmetric PSD ``r x r`` Gram: the block gradient's Lipschitz constant."""
-    syevd = _SYEVD.get(gram.dtype) if gram.device.type == "cpu" and not gram.requires_grad else None
+    syevd = _SYEVD.get(gram.dtype) if gram.is_cpu and not gram.requires_grad else None
     if syevd is None:
         return extreme_eigenvalues(gram)[1]
     eigenvalues, _, info = syevd(gram.numpy(), compute_v=0)  # once per block update: the short path
