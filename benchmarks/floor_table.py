@@ -125,10 +125,9 @@ def bare_fista(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tens
 
 
 def bare_adaprox(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Tensor, iters: int,
-                 lr: float = 0.1, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-12,
-                 prox_iter: int = 20, prox_tol: float = 1e-6):
-    """Alternating proximal AMSGrad with the nonnegative projection taken in Adam's metric by
-    the same sub-iterations as ``adaprox`` (its defaults)."""
+                 lr: float = 0.1, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-12):
+    """Alternating proximal AMSGrad (``adaprox``'s defaults): the nonnegative projection, an
+    elementwise one, is the same in Adam's metric, so it is applied to the Adam step once."""
     Wt = W.T.contiguous()
     blocks = {}
     for name, X in (("W", Wt), ("H", H)):
@@ -142,16 +141,7 @@ def bare_adaprox(Y: torch.Tensor, Yt: torch.Tensor, W: torch.Tensor, H: torch.Te
         v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         torch.maximum(vmax, v, out=vmax)
         psi = vmax.sqrt().add_(eps)
-        V = torch.addcdiv(X, m, psi, value=-alpha)
-        gamma = 1.0 / float(psi.max())
-        Z = V.clamp_min(0)
-        for _ in range(prox_iter - 1):
-            Z_next = torch.addcmul(Z, psi, Z - V, value=-gamma).clamp_min_(0)
-            change = float(torch.linalg.vector_norm(Z_next - Z))
-            Z = Z_next
-            if change <= prox_tol * float(torch.linalg.vector_norm(Z)):
-                break
-        return Z
+        return torch.addcdiv(X, m, psi, value=-alpha).clamp_min_(0)
 
     for _ in range(iters):
         H = update("H", H, Wt @ Wt.T, Wt @ Y)

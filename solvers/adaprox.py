@@ -15,11 +15,13 @@ The update is the proximal step in the metric :math:`\Psi = \operatorname{diag}(
 .. math:: X_{k+1} = \arg\min_Z \tfrac12 \|Z - V\|_\Psi^2 + \alpha\, g(Z),\qquad
           V = X_k - \alpha\, \phi / \psi .
 
-As in the paper this scaled prox is solved by a few proximal gradient sub-iterations,
+For a projection that acts on each element (``nonneg``, ``box``: ``projection=True``,
+``acts_on="elements"``) the metric does not matter, :math:`X_{k+1}` is the projection of
+:math:`V`, computed as such. Any other prox is solved as in the paper by a few proximal
+gradient sub-iterations,
 :math:`Z \leftarrow \operatorname{prox}_{\gamma\alpha g}(Z - \gamma \psi \odot (Z - V))` with
 :math:`\gamma = 1/\max\psi`, from :math:`Z = V`, stopping when
-:math:`\|\Delta Z\| \le` ``prox_tol`` :math:`\|Z\|` or after ``prox_iter`` iterations. For a
-separable projection (``nonneg``, ``box``) the first sub-iteration is exact.
+:math:`\|\Delta Z\| \le` ``prox_tol`` :math:`\|Z\|` or after ``prox_iter`` iterations.
 
 The step :math:`\alpha` is in units of the factor (Adam moves each entry by about
 :math:`\alpha` per step), so it is set relative to the block's scale:
@@ -77,7 +79,12 @@ class AdaProx(AlternatingProxSolver):
         return self.scaled_prox(block, V, psi, alpha)
 
     def scaled_prox(self, block: str, V: torch.Tensor, psi: torch.Tensor, alpha: float) -> torch.Tensor:
-        """``argmin_Z 1/2 ||Z - V||^2_psi + alpha g(Z)`` by proximal gradient sub-iterations."""
+        """``argmin_Z 1/2 ||Z - V||^2_psi + alpha g(Z)``: the projection of ``V`` for an
+        elementwise projection, else by proximal gradient sub-iterations."""
+        spec = (self.prox_H if block == "H" else self.prox_W).spec
+        if spec.projection and spec.acts_on == "elements":
+            # min over z in S_i of psi_i (z - v_i)^2 is the nearest point of S_i, whatever psi_i > 0
+            return self.prox_(block, V, alpha)
         top = float(psi.max())
         gamma = 1.0 / top if top > 0 else 1.0
         Z = self.prox(block, V, gamma * alpha)

@@ -272,3 +272,41 @@ def test_speed_script_runs_at_tiny_sizes():
     assert {r["method"] for r in rows} >= {"simplex (ours, torch)", "l1 (numpy reference)"}
     rows = module.pgm_iteration([(20, 30, 2)], rounds=1, min_time=1e-4)
     assert all(r["ms_per_iter"] > 0 for r in rows) and {r["method"] for r in rows} >= {"pgm", "bare matmul floor"}
+
+
+def _weighted_simplex_projection(v: np.ndarray, psi: np.ndarray, s: float = 1.0) -> np.ndarray:
+    """argmin_z sum psi_i (z_i - v_i)^2 / 2 over z >= 0, sum z = s: by its KKT conditions
+    z_i = max(v_i - tau / psi_i, 0), with tau found by bisection on the sum (decreasing in tau)."""
+    low, high = float(np.min(psi * (v - s))) - 1.0, float(np.max(psi * v)) + 1.0
+    for _ in range(200):
+        tau = 0.5 * (low + high)
+        if np.maximum(v - tau / psi, 0).sum() > s:
+            low = tau
+        else:
+            high = tau
+    return np.maximum(v - 0.5 * (low + high) / psi, 0)
+
+
+@pytest.mark.parametrize("prox", ["nonneg", "box", "l1", "simplex"])
+def test_adaprox_takes_the_prox_in_adams_metric(registry, prox):
+    """``scaled_prox`` against the definition ``argmin_Z 1/2 ||Z - V||^2_psi + alpha g(Z)``:
+    the projection itself for an elementwise one; the weighted soft threshold for l1; the
+    weighted simplex projection (from its KKT conditions) for each column."""
+    solver = make_solver(registry, f"adaprox[prox={prox},prox_iter=1000,prox_tol=0]")
+    gen = torch.Generator().manual_seed(4)
+    V = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    psi = torch.rand(4, 6, generator=gen, dtype=torch.float64) + 0.1
+    alpha = 0.3
+    Z = solver.scaled_prox("H", V.clone(), psi, alpha)
+    if prox == "nonneg":
+        assert torch.equal(Z, V.clamp_min(0))
+    elif prox == "box":
+        assert torch.equal(Z, V.clamp(0, 1))
+    elif prox == "l1":
+        lam = solver.prox_H.params["lam"]
+        expected = V.sign() * (V.abs() - alpha * lam / psi).clamp_min(0)
+        torch.testing.assert_close(Z, expected, rtol=0, atol=1e-10)
+    else:
+        expected = np.stack([_weighted_simplex_projection(V[:, j].numpy(), psi[:, j].numpy())
+                             for j in range(V.shape[1])], axis=1)
+        np.testing.assert_allclose(Z.numpy(), expected, rtol=0, atol=1e-9)
