@@ -166,6 +166,7 @@ def measure_route_rounds(registry, problem, W0: torch.Tensor, H0: torch.Tensor, 
     with torch.no_grad():
         blocks = [(groups[0], Wt @ Wt.T, Wt @ problem.Y, solver.H, (Wt, problem.Y)),
                   (groups[1], H0 @ H0.T, H0 @ problem.Yt, solver.Wt, (H0, problem.Yt))]
+    scratch = [torch.empty_like(cross) for _, _, cross, _, _ in blocks]
 
     def run(round_) -> float:
         elapsed = 0.0
@@ -177,7 +178,6 @@ def measure_route_rounds(registry, problem, W0: torch.Tensor, H0: torch.Tensor, 
                 elapsed += time.perf_counter() - tic
         return elapsed / iters
 
-    scratch = [torch.empty_like(cross) for _, _, cross, _, _ in blocks]
     route = run(lambda i, gram, cross: solver.optimizer_round(blocks[i][0], gram, cross, blocks[i][3]))
     direct = [X.detach().clone() for _, _, _, X, _ in blocks]
 

@@ -77,12 +77,10 @@ class MU:
         """
         W, H = self.W, self.H
         if self.fixed_W:
-            return self.problem.loss_from_inner_products(
-                torch.sum(self.WtY * H, dtype=torch.float64), torch.sum(self.WtW.double() * (H @ H.mT).double()))
+            return self.problem.loss_from_products(self.WtY, H, self.WtW, H @ H.mT)
         if self.YHt is None:  # before the first step
             return self.problem.loss(W, H)
-        return self.problem.loss_from_inner_products(
-            torch.sum(W * self.YHt, dtype=torch.float64), torch.sum(self.WtW.double() * self.HHt.double()))
+        return self.problem.loss_from_products(self.YHt, W, self.WtW, self.HHt)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.W, self.H

@@ -111,9 +111,7 @@ class NALMUSolver(MU):
             return super().loss()
         W, H = self.factors()
         if self.fixed_W:
-            return self.problem.loss_from_inner_products(
-                torch.sum(self.scaling.restore_H(self.WtY) * H, dtype=torch.float64),
-                torch.sum(self.WtW.double() * (H @ H.mT).double()))
+            return self.problem.loss_from_products(self.scaling.restore_H(self.WtY), H, self.WtW, H @ H.mT)
         # the step holds Y_n H_n^T but the loss of factors() on Y needs Y H^T = Y_n D^2 H_n^T,
         # another m x n x r product
         return self.problem.loss(W, H)

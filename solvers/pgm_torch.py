@@ -108,13 +108,10 @@ class TorchPGM:
         """The loss at :meth:`factors` from the held products (see the module doc)."""
         W, H = self.factors()
         if self.fixed_W:
-            return self.problem.loss_from_inner_products(
-                torch.sum(self.WtY * H, dtype=torch.float64), torch.sum(self.WWt.double() * (H @ H.T).double()))
+            return self.problem.loss_from_products(self.WtY, H, self.WWt, H @ H.T)
         if self.HYt is None:  # before the first step
             return self.problem.loss(W, H)
-        return self.problem.loss_from_inner_products(
-            torch.sum(self.Wt.detach() * self.HYt, dtype=torch.float64),
-            torch.sum(self.WWt.double() * self.HHt.double()))
+        return self.problem.loss_from_products(self.HYt, self.Wt.detach(), self.WWt, self.HHt)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.Wt.detach().T, self.H.detach()

@@ -297,3 +297,12 @@ class Problem:
         """
         value = 0.5 * (self.Y_norm2 - 2.0 * float(cross) + float(quad))
         return max(value, 0.0) if value == value else float("nan")
+
+    def loss_from_products(self, cross: torch.Tensor, X: torch.Tensor, gram: torch.Tensor,
+                           other_gram: torch.Tensor) -> float:
+        r""":meth:`loss_from_inner_products` from held products, the sums accumulated in float64:
+        ``cross`` is a block's product with the data oriented like the factor ``X`` (``W^T Y``
+        with ``H``, ``H Y^T`` with ``W^T``, or their transposes), ``gram`` and ``other_gram``
+        are :math:`W^\top W` and :math:`H H^\top` in either order."""
+        return self.loss_from_inner_products(torch.sum(cross * X, dtype=torch.float64),
+                                             torch.sum(gram.double() * other_gram.double()))

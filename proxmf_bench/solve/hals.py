@@ -200,8 +200,7 @@ class HALS:
         if self.last is None:  # before the first step
             return self.problem.loss(*self.factors())
         cross, X = self.last
-        return self.problem.loss_from_inner_products(
-            torch.sum(cross * X, dtype=torch.float64), torch.sum(self.WtW.double() * self.HHt.double()))
+        return self.problem.loss_from_products(cross, X, self.WtW, self.HHt)
 
     def penalty(self) -> float:
         r"""The penalties' value at :meth:`factors`: :math:`\sum_X \lambda_1 \sum X + \tfrac{\lambda_2}{2}\|X\|^2`."""

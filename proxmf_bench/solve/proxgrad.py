@@ -313,8 +313,7 @@ class AlternatingProxSolver(ABC):
         if self.fixed_W:
             return self.smooth_loss(gram, cross, X)
         # <H H^T W^T, W^T> = <H H^T, W^T W> with W^T W (r x r, here W W^T in Wt's terms) held
-        quad = torch.sum(gram.double() * self._WWt.double())
-        return self.problem.loss_from_inner_products(torch.sum(cross * X, dtype=torch.float64), quad)
+        return self.problem.loss_from_products(cross, X, gram, self._WWt)
 
     @abstractmethod
     def update(self, block: str, X: torch.Tensor, gram: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
